@@ -1,0 +1,77 @@
+"""Image loading and the face crop: the one place where pixels enter the project.
+
+* Images are converted to RGB exactly once, here, at load (OpenCV reads BGR).
+* The crop maps the box (x1, y1, x2, y2) onto an ``out_h`` x ``out_w`` image by stretching
+  (no aspect keep), optionally grown by ``pad`` pixels *of the output scale* on every side,
+  with the pixels taken from the image (paper section 3.3: Z = box scaled to h x w, then
+  grown by p). Outside the image the crop is black (0). The crop is one affine warp, so a
+  window of a padded crop equals the crop of the shifted box exactly.
+* Normalisation: ImageNet mean/std on RGB in [0, 1], CHW float32.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+class ImageError(ValueError):
+    pass
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as HxWx3 uint8 RGB; unreadable files raise ImageError naming them."""
+    path = Path(path)
+    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
+    if data is None:
+        raise ImageError(f"{path}: image file not found")
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageError(f"{path}: not a readable image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def check_box(box, width: int, height: int, where: str = "") -> tuple[float, float, float, float]:
+    """Validate (x1, y1, x2, y2): finite, positive size, overlapping the image."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    prefix = f"{where}: " if where else ""
+    if not np.all(np.isfinite([x1, y1, x2, y2])):
+        raise ImageError(f"{prefix}box {box} has non-finite coordinates")
+    if x2 <= x1 or y2 <= y1:
+        raise ImageError(f"{prefix}box {box} is empty (need x2 > x1 and y2 > y1)")
+    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+        raise ImageError(f"{prefix}box {box} lies outside the {width}x{height} image")
+    return x1, y1, x2, y2
+
+
+def crop_affine(box, out_h: int, out_w: int, pad: int = 0) -> np.ndarray:
+    """2x3 matrix mapping source pixels to the (out_h + 2 pad) x (out_w + 2 pad) crop."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    rx, ry = out_w / (x2 - x1), out_h / (y2 - y1)
+    # pixel centres: source x maps to (x - x1) * rx - 0.5 + 0.5 ... with corner alignment
+    return np.array([[rx, 0.0, pad - x1 * rx + 0.5 * rx - 0.5],
+                     [0.0, ry, pad - y1 * ry + 0.5 * ry - 0.5]], dtype=np.float64)
+
+
+def crop_box(image: np.ndarray, box, out_h: int, out_w: int, pad: int = 0) -> np.ndarray:
+    """Stretch ``box`` to out_h x out_w, grown by ``pad`` output pixels on each side."""
+    matrix = crop_affine(box, out_h, out_w, pad)
+    return cv2.warpAffine(image, matrix, (out_w + 2 * pad, out_h + 2 * pad),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 RGB -> 3xHxW float32, ImageNet-normalised."""
+    arr = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def to_tensor_batch(images: np.ndarray) -> torch.Tensor:
+    """NxHxWx3 uint8 RGB -> Nx3xHxW float32, ImageNet-normalised."""
+    arr = (images.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
