@@ -1,0 +1,149 @@
+"""Face boxes: published box files (the authors' JSON), the boxes file of the relabel
+stage, and box matching. A box is (x1, y1, x2, y2) in source-image pixels.
+
+Published format (paper ref. [73]):
+    {"relative/file.jpg": [{"bbox": [x1, y1, x2, y2], "type"?: "train"|"test", "faceid"?: int}]}
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Mapping, Optional, Sequence
+
+from .manifest import Sample, _fmt, atomic_write_bytes
+
+Box = tuple[float, float, float, float]
+BOXES_COLUMNS = ("key", "x1", "y1", "x2", "y2", "source")
+
+
+class BoxFileError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class PublishedBox:
+    bbox: Box
+    type: Optional[str] = None
+    faceid: Optional[int] = None
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _check_bbox(value, where: str) -> Box:
+    if not isinstance(value, (list, tuple)) or len(value) != 4:
+        raise BoxFileError(f"{where}: bbox must be a list of 4 numbers, got {value!r}")
+    try:
+        box = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise BoxFileError(f"{where}: bbox must be a list of 4 numbers, got {value!r}") from None
+    if not all(math.isfinite(v) for v in box):
+        raise BoxFileError(f"{where}: bbox {value!r} has non-finite coordinates")
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise BoxFileError(f"{where}: bbox {value!r} is empty (need x2 > x1 and y2 > y1)")
+    return box
+
+
+def read_box_json(path: str | Path) -> dict[str, list[PublishedBox]]:
+    """Read a published box file; every problem is an error naming the file and entry."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise BoxFileError(f"{path}: box file not found") from None
+    if not text.strip():
+        raise BoxFileError(f"{path}: box file is empty")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BoxFileError(f"{path}: malformed JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BoxFileError(f"{path}: top level must be an object {{file: [faces]}}")
+    out: dict[str, list[PublishedBox]] = {}
+    for name, faces in data.items():
+        where = f"{path}: {name}"
+        if not isinstance(faces, list):
+            raise BoxFileError(f"{where}: expected a list of faces, got {type(faces).__name__}")
+        entries = []
+        for i, face in enumerate(faces):
+            if not isinstance(face, dict) or "bbox" not in face:
+                raise BoxFileError(f"{where}[{i}]: each face needs a 'bbox'")
+            kind = face.get("type")
+            if kind is not None and kind not in ("train", "test"):
+                raise BoxFileError(f"{where}[{i}]: type must be 'train' or 'test', got {kind!r}")
+            faceid = face.get("faceid")
+            if faceid is not None and not isinstance(faceid, int):
+                raise BoxFileError(f"{where}[{i}]: faceid must be an integer, got {faceid!r}")
+            entries.append(PublishedBox(_check_bbox(face["bbox"], f"{where}[{i}]"), kind, faceid))
+        out[name.replace("\\", "/")] = entries
+    return out
+
+
+def match_box(entries: Sequence[PublishedBox], reference: Optional[Sequence[float]] = None,
+              faceid: Optional[int] = None) -> Optional[Box]:
+    """Pick the published box of one face: by face id, else the best IoU with ``reference``
+    (the landmark box), else the only entry. None when it cannot be decided."""
+    if faceid is not None:
+        by_id = [e for e in entries if e.faceid == faceid]
+        if by_id:
+            return by_id[0].bbox
+    if not entries:
+        return None
+    if reference is not None:
+        best = max(entries, key=lambda e: iou(e.bbox, reference))
+        return best.bbox if iou(best.bbox, reference) > 0 else None
+    return entries[0].bbox if len(entries) == 1 else None
+
+
+# --- the relabel stage's boxes file ----------------------------------------------------
+
+def write_boxes(path: str | Path, boxes: Mapping[str, tuple[Box, str]]) -> None:
+    """key -> (box, source); sorted, fixed formatting, written atomically."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(BOXES_COLUMNS)
+    for key in sorted(boxes):
+        box, source = boxes[key]
+        writer.writerow([key, *(_fmt(float(c), 3) for c in box), source])
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def read_boxes(path: str | Path) -> dict[str, tuple[Box, str]]:
+    path = Path(path)
+    try:
+        rows = list(csv.reader(io.StringIO(path.read_text())))
+    except FileNotFoundError:
+        raise BoxFileError(f"{path}: boxes file not found (run the relabel stage)") from None
+    if not rows or tuple(rows[0]) != BOXES_COLUMNS:
+        raise BoxFileError(f"{path}: header must be {list(BOXES_COLUMNS)}")
+    out = {}
+    for lineno, row in enumerate(rows[1:], start=2):
+        if len(row) != len(BOXES_COLUMNS):
+            raise BoxFileError(f"{path}:{lineno}: expected {len(BOXES_COLUMNS)} columns")
+        out[row[0]] = (_check_bbox(row[1:5], f"{path}:{lineno}"), row[5])
+    return out
+
+
+def apply_boxes(samples: Iterable[Sample], boxes: Mapping[str, tuple[Box, str]],
+                where: str = "boxes file") -> list[Sample]:
+    """Replace each sample's box by the relabeled one; a missing key is an error."""
+    out = []
+    missing = []
+    for s in samples:
+        if s.key not in boxes:
+            missing.append(s.key)
+            continue
+        out.append(replace(s, box=boxes[s.key][0]))
+    if missing:
+        raise BoxFileError(f"{where}: no box for {len(missing)} samples, e.g. {missing[:3]} "
+                           "(stale boxes file? re-run the relabel stage)")
+    return out
