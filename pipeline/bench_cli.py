@@ -1,8 +1,6 @@
-"""`pipeline bench ...`: one command per benchmark module in pipeline/benchmarks/."""
+"""`pipeline bench ...`: the command group; each module in pipeline/benchmarks/ registers its
+command on ``bench_app`` (``@bench_app.command("train")``) and is listed in cli._COMMAND_MODULES."""
 from __future__ import annotations
-
-import importlib
-import json
 
 import typer
 
@@ -10,12 +8,3 @@ from .cli import app
 
 bench_app = typer.Typer(no_args_is_help=True, help="Side-by-side benchmarks that print ratios.")
 app.add_typer(bench_app, name="bench")
-
-BENCHMARKS = ("train", "labeling", "distill")
-
-
-def _run(name: str, **options) -> dict:
-    module = importlib.import_module(f"pipeline.benchmarks.{name}")
-    result = module.run(**options)
-    typer.echo(json.dumps(result, indent=2, sort_keys=True))
-    return result
