@@ -68,8 +68,7 @@ def pose_from_rotation(matrix) -> np.ndarray:
     if mats.shape[-2:] != (3, 3):
         raise ValueError(f"expected 3x3 rotation matrices, got shape {mats.shape}")
     flat = mats.reshape(-1, 3, 3)
-    det = np.linalg.det(flat)
-    if not np.all(np.isfinite(flat)) or np.any(np.abs(det - 1.0) > 1e-3):
+    if not np.all(np.isfinite(flat)) or np.any(np.abs(np.linalg.det(flat) - 1.0) > 1e-3):
         raise ValueError("not a rotation matrix (non-finite entries or det != 1)")
     poses = Rotation.from_matrix(flat).as_euler(EULER_ORDER, degrees=True)
     return poses.reshape(mats.shape[:-2] + (3,))
@@ -129,7 +128,7 @@ def rotate_pose_in_plane(pose, angle_ccw_deg) -> np.ndarray:
     """
     arr = _as_poses(pose)
     angle = np.broadcast_to(np.asarray(angle_ccw_deg, dtype=np.float64), arr.shape[:-1])
-    rz = Rotation.from_euler("z", -angle.reshape(-1), degrees=True).as_matrix()
+    rz = Rotation.from_euler("z", -angle.reshape(-1, 1), degrees=True).as_matrix()
     rotated = rz @ rotation_from_pose(arr).reshape(-1, 3, 3)
     return pose_from_rotation(rotated).reshape(arr.shape)
 
