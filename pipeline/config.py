@@ -95,6 +95,11 @@ def _coerce(value: Any, tp, where: str):
     if dataclasses.is_dataclass(tp):
         return parse_block(tp, value, where)
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected float, got {type(value).__name__} {value!r}")
         return float(value)

@@ -1,0 +1,118 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline import boxes as BX
+from pipeline import image as IM
+from pipeline.manifest import ManifestError, Sample, file_sha256, read_manifest, write_manifest
+
+
+def sample(key, split="train", box=(1, 2, 30, 40)):
+    return Sample(key=key, dataset="D", image=f"img/{key}.jpg", pose=(1.5, -2.25, 3.0), box=box, split=split)
+
+
+def test_manifest_is_sorted_deterministic_and_round_trips(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    sha_a = write_manifest(a, [sample("k2"), sample("k1", "test")])
+    sha_b = write_manifest(b, [sample("k1", "test"), sample("k2")])
+    assert sha_a == sha_b == file_sha256(a)
+    rows = read_manifest(a)
+    assert [s.key for s in rows] == ["k1", "k2"]
+    assert rows[0].pose == (1.5, -2.25, 3.0) and rows[0].box == (1.0, 2.0, 30.0, 40.0)
+    assert [s.key for s in read_manifest(a, split="train")] == ["k2"]
+
+
+def test_manifest_refuses_bad_samples(tmp_path):
+    with pytest.raises(ManifestError, match="duplicate"):
+        write_manifest(tmp_path / "m.csv", [sample("k"), sample("k")])
+    with pytest.raises(ManifestError, match="no box"):
+        write_manifest(tmp_path / "m.csv", [sample("k", box=None)])
+    assert not (tmp_path / "m.csv").exists()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("key,nope\n")
+    with pytest.raises(ManifestError, match="bad.csv: header"):
+        read_manifest(bad)
+
+
+def test_published_box_json_and_matching(tmp_path):
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps({
+        "AFW/a.jpg": [{"bbox": [0, 0, 10, 10], "type": "train"}, {"bbox": [50, 50, 70, 70], "type": "train"}],
+        "b.jpg": [{"bbox": [1, 1, 5, 5], "faceid": 7}, {"bbox": [10, 10, 20, 20], "faceid": 9}],
+    }))
+    data = BX.read_box_json(path)
+    assert BX.match_box(data["AFW/a.jpg"], reference=(48, 52, 69, 71)) == (50, 50, 70, 70)
+    assert BX.match_box(data["b.jpg"], faceid=9) == (10, 10, 20, 20)
+    assert BX.match_box(data["b.jpg"]) is None  # ambiguous without a reference
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty"),
+    ("{not json", "malformed JSON"),
+    ("[1, 2]", "top level"),
+    ('{"a.jpg": [{"bbox": [5, 0, 1, 10]}]}', "x2 > x1"),
+    ('{"a.jpg": [{"box": [0, 0, 1, 1]}]}', "needs a 'bbox'"),
+    ('{"a.jpg": [{"bbox": [0, 0, 1, 1], "type": "val"}]}', "type must be"),
+])
+def test_bad_box_files_name_the_file(tmp_path, text, message):
+    path = tmp_path / "pub.json"
+    path.write_text(text)
+    with pytest.raises(BX.BoxFileError, match=message) as info:
+        BX.read_box_json(path)
+    assert "pub.json" in str(info.value)
+
+
+def test_boxes_csv_round_trip_and_apply(tmp_path):
+    path = tmp_path / "boxes.csv"
+    BX.write_boxes(path, {"k2": ((0, 0, 5, 5), "haar"), "k1": ((1, 1, 9, 9.5), "landmarks")})
+    read = BX.read_boxes(path)
+    assert list(read) == ["k1", "k2"] and read["k1"] == ((1, 1, 9, 9.5), "landmarks")
+    applied = BX.apply_boxes([sample("k1")], read)
+    assert applied[0].box == (1, 1, 9, 9.5)
+    with pytest.raises(BX.BoxFileError, match="no box for 1 samples"):
+        BX.apply_boxes([sample("k3")], read)
+
+
+def test_load_rgb_converts_once_and_names_bad_files(tmp_path):
+    bgr = np.zeros((8, 8, 3), np.uint8)
+    bgr[..., 0] = 255  # pure blue in OpenCV's BGR order
+    cv2.imwrite(str(tmp_path / "blue.png"), bgr)
+    rgb = IM.load_rgb(tmp_path / "blue.png")
+    assert rgb[0, 0].tolist() == [0, 0, 255]
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(IM.ImageError, match="broken.jpg: not a readable image"):
+        IM.load_rgb(tmp_path / "broken.jpg")
+    with pytest.raises(IM.ImageError, match="missing.jpg: image file not found"):
+        IM.load_rgb(tmp_path / "missing.jpg")
+
+
+def test_crop_box_stretches_and_pads_from_the_image():
+    img = np.random.default_rng(0).integers(0, 255, size=(100, 120, 3), dtype=np.uint8)
+    box = (20, 30, 60, 50)  # 40 x 20 box -> stretched to 16 x 16
+    crop = IM.crop_box(img, box, 16, 16)
+    assert crop.shape == (16, 16, 3)
+    padded = IM.crop_box(img, box, 16, 16, pad=4)
+    assert padded.shape == (24, 24, 3)
+    np.testing.assert_array_equal(padded[4:20, 4:20], crop)  # the centre window is the plain crop
+    # a window of the padded crop equals the crop of the shifted box (eq. 5)
+    rx, ry = 16 / 40, 16 / 20
+    shifted = (20 + (2 - 4) / rx, 30 + (6 - 4) / ry, 60 + (2 - 4) / rx, 50 + (6 - 4) / ry)
+    np.testing.assert_array_equal(padded[6:22, 2:18], IM.crop_box(img, shifted, 16, 16))
+    # identity box -> identity crop
+    np.testing.assert_array_equal(IM.crop_box(img, (0, 0, 120, 100), 100, 120), img)
+
+
+def test_check_box_errors():
+    with pytest.raises(IM.ImageError, match="empty"):
+        IM.check_box((5, 5, 5, 10), 10, 10, "x.jpg")
+    with pytest.raises(IM.ImageError, match="x.jpg: box .* outside the 10x10 image"):
+        IM.check_box((20, 20, 30, 30), 10, 10, "x.jpg")
+
+
+def test_to_tensor_normalises_imagenet():
+    img = np.full((2, 2, 3), 255, np.uint8)
+    t = IM.to_tensor(img)
+    assert t.shape == (3, 2, 2)
+    np.testing.assert_allclose(t[:, 0, 0].numpy(), (1 - IM.IMAGENET_MEAN) / IM.IMAGENET_STD, rtol=1e-6)
