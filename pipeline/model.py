@@ -1,0 +1,174 @@
+"""The head-pose network of paper section 3.2 (fig. 2): a ResNet backbone, one regression
+head (eq. 3) and RvC heads (eq. 2) with bin sizes 1, 2, 3, 4; the bin-1 head predicts.
+
+``forward`` returns raw outputs, ``{"reg": (B, 3), "b1": (B, 3, 198), "b2": (B, 3, 99), ...}``;
+decoding to degrees lives in :mod:`pipeline.bins` (``decode_logits``, ``decode_regression``).
+Weights are an explicit argument, as in torchvision's builders: ``None`` (random init),
+``"imagenet"`` (torchvision's weights API, cached under the torch hub dir) or a local file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+from torchvision import models
+
+from . import bins
+from .manifest import file_sha256
+from .pose import ANGLE_NAMES, CONVENTION
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+DEFAULT_INPUT_SIZE = 224
+
+
+class WeightsError(RuntimeError):
+    pass
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+class HeadPoseNet(nn.Module):
+    """Backbone (pooled features) -> {"reg": raw (B, 3), "bK": logits (B, 3, 198/K)}."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, backbone_name: str,
+                 bin_sizes: Sequence[int], regression: bool, input_size: int):
+        super().__init__()
+        if not bin_sizes:
+            raise ValueError("a head-pose network needs at least one RvC head")
+        self.backbone = backbone
+        self.backbone_name = backbone_name
+        self.bin_sizes = tuple(sorted(int(b) for b in bin_sizes))
+        self.regression = bool(regression)
+        self.input_size = int(input_size)
+        self.rvc = nn.ModuleDict({bins.head_name(b): nn.Linear(feature_dim, 3 * bins.num_bins(b))
+                                  for b in self.bin_sizes})
+        self.reg = nn.Linear(feature_dim, 3) if self.regression else None
+
+    @property
+    def prediction_head(self) -> str:
+        """The RvC head with the smallest bin size gives the prediction (section 3.2)."""
+        return bins.head_name(self.bin_sizes[0])
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.backbone(x)
+        out = {}
+        if self.reg is not None:
+            out["reg"] = self.reg(features)
+        for name, head in self.rvc.items():
+            out[name] = head(features).view(x.shape[0], 3, -1)
+        return out
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3) degrees from the prediction head (eq. 2)."""
+        logits = self(x)[self.prediction_head]
+        return bins.decode_logits(logits, self.bin_sizes[0])
+
+
+def _imagenet_state(backbone: str) -> dict:
+    """torchvision's default ImageNet weights; offline, say where the file must go."""
+    weights = models.get_model_weights(backbone).DEFAULT
+    target = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    try:
+        return weights.get_state_dict(progress=False, check_hash=False)
+    except Exception as exc:  # URLError, OSError, ...: no network or a broken download
+        raise WeightsError(
+            f"could not load ImageNet weights for {backbone} ({type(exc).__name__}: {exc}). "
+            f"Offline, download {weights.url} elsewhere and put it at {target} "
+            f"(the torch hub cache, $TORCH_HOME/hub/checkpoints), or set weights to a local path "
+            f"or to none") from None
+
+
+def _local_backbone_state(path: Path) -> dict:
+    """A torchvision state dict (``resnet50-*.pth``) or one of our checkpoints (its backbone)."""
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"{path}: not a readable torch weights file ({exc})") from None
+    if isinstance(data, dict) and "model" in data and "meta" in data:
+        prefix = "backbone."
+        return {k[len(prefix):]: v for k, v in data["model"].items() if k.startswith(prefix)}
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path}: expected a state dict, got {type(data).__name__}")
+    return data
+
+
+def build_model(backbone: str, bin_sizes: Sequence[int] = bins.BIN_SIZES, regression: bool = True,
+                weights: Optional[str | Path] = None,
+                input_size: int = DEFAULT_INPUT_SIZE) -> HeadPoseNet:
+    """ResNet backbone + heads. ``weights``: None/"none", "imagenet" or a local file path."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+    for b in bin_sizes:
+        bins.num_bins(b)  # validates the bin size
+    net = models.get_model(backbone, weights=None)
+    feature_dim = net.fc.in_features
+    net.fc = nn.Identity()
+    if weights is not None and str(weights) != "none":
+        state = _imagenet_state(backbone) if str(weights) == "imagenet" else _local_backbone_state(Path(weights))
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise WeightsError(f"{weights}: weights do not fit {backbone} "
+                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return HeadPoseNet(net, feature_dim, backbone, bin_sizes, regression, input_size)
+
+
+# --- checkpoints ----------------------------------------------------------------------
+
+def checkpoint_meta(model: HeadPoseNet, config: dict, manifest_sha256: str) -> dict:
+    """What a checkpoint says about itself: enough to rebuild and to check compatibility."""
+    return {
+        "config": config,
+        "backbone": model.backbone_name,
+        "bin_sizes": list(model.bin_sizes),
+        "regression": model.regression,
+        "input_size": model.input_size,
+        "bins": {bins.head_name(b): bins.centres(b).tolist() for b in model.bin_sizes},
+        "convention": CONVENTION,
+        "angle_names": list(ANGLE_NAMES),
+        "manifest_sha256": manifest_sha256,
+    }
+
+
+def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """The raw checkpoint dict ({"model", "meta", ...}); errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found (run the train-teacher stage)")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
+    if not isinstance(data, dict) or "model" not in data or "meta" not in data:
+        raise CheckpointError(f"{path}: not a head-pose checkpoint (needs 'model' and 'meta')")
+    meta = data["meta"]
+    if meta.get("convention") != CONVENTION or tuple(meta.get("angle_names", ())) != ANGLE_NAMES:
+        raise CheckpointError(f"{path}: pose convention {meta.get('convention')!r} / "
+                              f"{meta.get('angle_names')} differs from this code's {CONVENTION!r}")
+    return data
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[HeadPoseNet, dict]:
+    """Rebuild the network of a checkpoint (eval mode) and return it with its meta."""
+    data = read_checkpoint(path, map_location)
+    meta = data["meta"]
+    model = build_model(meta["backbone"], meta["bin_sizes"], meta["regression"],
+                        weights=None, input_size=meta["input_size"])
+    try:
+        model.load_state_dict(data["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match its meta ({exc})") from None
+    if isinstance(map_location, (str, torch.device)):
+        model.to(map_location)
+    return model.eval(), meta
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    return file_sha256(path)
