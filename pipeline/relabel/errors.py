@@ -1,0 +1,10 @@
+"""Errors of the relabel stage; every message names the file (and sample) at fault."""
+from __future__ import annotations
+
+
+class RelabelError(ValueError):
+    """Bad input to the relabel stage (image, manifest box, box file, worker failure)."""
+
+
+class DetectorError(RelabelError):
+    """A detector cannot be built (missing model or cascade file)."""
