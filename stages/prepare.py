@@ -1,0 +1,75 @@
+"""DVC stage ``prepare``: datasets (or the embedded synthetic one) -> manifest + report.
+
+Outs: the manifest CSV (``pipeline.manifest``: sorted, fixed formatting, same bytes for the
+same inputs) and a JSON report with the protocol, every per-dataset count (read, bad,
+out of range, no box, kept, train/test), the skipped files and the manifest sha256.
+With ``synthetic: true`` the ``synth`` block's generator writes the dataset in the real
+formats first and ``data_root`` is its ``out_dir`` (``prepare.data_root`` is then unused).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pipeline import protocols
+from pipeline.config import DEFAULT_PARAMS, as_dict, stage_config
+from pipeline.manifest import atomic_write_bytes, manifest_bytes
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    protocol: Literal[1, 2, 3] = 1
+    synthetic: bool = False
+    data_root: Path = Path("data/raw")          # holds 300W_LP/, AFLW2000/, BIWI/, AFLW/
+    box_files: dict[str, Path] = field(default_factory=dict)  # dataset -> published JSON
+    on_bad: Literal["error", "skip"] = "error"
+    workers: int = 1
+    aflw_test_images: int = protocols.AFLW_TEST_IMAGES
+    manifest: Path = Path("data/manifest.csv")
+    report: Path = Path("data/prepare-report.json")
+
+    def __post_init__(self):
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.aflw_test_images < 0:
+            raise ValueError(f"aflw_test_images must be >= 0, got {self.aflw_test_images}")
+
+
+def summary_lines(report: dict) -> list[str]:
+    lines = [f"protocol {report['protocol']}: {report['samples']} samples "
+             f"({report['train']} train, {report['test']} test)"]
+    for name, r in report["datasets"].items():
+        lines.append(f"  {name}: read {r['read']}, bad {r['bad']}, out of range "
+                     f"{r['out_of_range']}, no box {r['no_box']}, kept {r['kept']} "
+                     f"({r['train']} train, {r['test']} test), boxes: {r['box_source']}")
+    return lines
+
+
+def prepare(cfg: PrepareConfig, data_root: Path) -> dict:
+    """Build the protocol's samples from ``data_root``; write manifest and report atomically."""
+    samples, report = protocols.build(cfg.protocol, data_root, cfg.box_files, on_bad=cfg.on_bad,
+                                      workers=cfg.workers, aflw_test_images=cfg.aflw_test_images)
+    data = manifest_bytes(samples)
+    report = {**report, "data_root": str(data_root), "config": as_dict(cfg),
+              "manifest": str(cfg.manifest), "manifest_sha256": hashlib.sha256(data).hexdigest()}
+    atomic_write_bytes(cfg.manifest, data)
+    atomic_write_bytes(cfg.report, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
+    return report
+
+
+def run(params_path: str | Path = DEFAULT_PARAMS, overrides=(), item=None) -> dict:
+    cfg = stage_config("prepare", PrepareConfig, params_path, overrides)
+    data_root = cfg.data_root
+    if cfg.synthetic:
+        from pipeline.synth import SynthConfig, generate  # only the synthetic profile needs it
+
+        synth_cfg = stage_config("synth", SynthConfig, params_path, overrides)
+        generate(synth_cfg)
+        data_root = Path(synth_cfg.out_dir)
+    report = prepare(cfg, data_root)
+    for line in summary_lines(report):
+        print(line)
+    return report
