@@ -1,0 +1,128 @@
+"""Training augmentations (paper section 4.3), pose-changing ones first.
+
+1. Pose-changing: horizontal flip (p = 0.5) and rotation by U[-rotate, rotate] degrees. Both
+   are folded with the crop into ONE affine warp (rotation about the box centre, then the
+   stretch of the box to size x size, then the mirror), so a rotated crop takes its corners
+   from the image instead of from a second warp's black border. Labels are corrected with
+   :func:`pipeline.pose.rotate_pose_in_plane` then :func:`pipeline.pose.flip_pose`, the
+   same order as the image operations.
+2. Pose-preserving, Albumentations, in the paper's order, each group switchable:
+   OneOf(HueSaturationValue, CLAHE, Equalize, Solarize) p=0.5; OneOf(ChannelShuffle,
+   ChannelDropout) p=0.5; MedianBlur p=0.5; OneOf(RandomShadow, ISONoise) p=0.5;
+   CoarseDropout p=0.5.
+
+Randomness comes only from ``sample_rng(seed, epoch, index)``: the same sample in the same
+epoch is augmented identically whatever the worker count or process.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from .draw import draw_axes, grid
+from .image import crop_affine, load_rgb
+from .manifest import Sample, atomic_write_bytes
+from .pose import flip_pose, rotate_pose_in_plane
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    flip: bool = True            # horizontal flip, p = 0.5
+    rotate: float = 15.0         # max |in-plane rotation| in degrees; 0 switches it off
+    color: bool = True           # OneOf(HueSaturationValue, CLAHE, Equalize, Solarize)
+    channel: bool = True         # OneOf(ChannelShuffle, ChannelDropout)
+    median_blur: bool = True
+    shadow_noise: bool = True    # OneOf(RandomShadow, ISONoise)
+    coarse_dropout: bool = True
+
+    def __post_init__(self):
+        if not 0 <= self.rotate <= 180:
+            raise ValueError(f"augment.rotate must be in [0, 180] degrees, got {self.rotate}")
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch, index])
+
+
+def geometry_matrix(box, size: int, angle_ccw: float = 0.0, flip: bool = False) -> np.ndarray:
+    """2x3 source -> crop matrix: rotate by ``angle_ccw`` about the box centre (OpenCV sign),
+    stretch the box to size x size (``pipeline.image.crop_affine``), then mirror if asked."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    centre = ((x1 + x2) / 2.0 - 0.5, (y1 + y2) / 2.0 - 0.5)  # pixel-index coordinates
+    rotation = np.vstack([cv2.getRotationMatrix2D(centre, angle_ccw, 1.0), [0, 0, 1]])
+    crop = np.vstack([crop_affine(box, size, size), [0, 0, 1]])
+    mirror = np.array([[-1.0, 0, size - 1], [0, 1, 0], [0, 0, 1]]) if flip else np.eye(3)
+    return (mirror @ crop @ rotation)[:2]
+
+
+def warp_crop(image: np.ndarray, box, size: int, angle_ccw: float = 0.0, flip: bool = False) -> np.ndarray:
+    matrix = geometry_matrix(box, size, angle_ccw, flip)
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def pose_preserving_chain(cfg: AugmentConfig) -> Optional[A.Compose]:
+    """The Albumentations part of section 4.3, in the paper's order (None if all off)."""
+    steps = []
+    if cfg.color:
+        steps.append(A.OneOf([A.HueSaturationValue(p=1), A.CLAHE(p=1), A.Equalize(p=1),
+                              A.Solarize(p=1)], p=0.5))
+    if cfg.channel:
+        steps.append(A.OneOf([A.ChannelShuffle(p=1), A.ChannelDropout(p=1)], p=0.5))
+    if cfg.median_blur:
+        steps.append(A.MedianBlur(p=0.5))
+    if cfg.shadow_noise:
+        steps.append(A.OneOf([A.RandomShadow(p=1), A.ISONoise(p=1)], p=0.5))
+    if cfg.coarse_dropout:
+        steps.append(A.CoarseDropout(p=0.5))
+    return A.Compose(steps) if steps else None
+
+
+class Augmenter:
+    """(image, box, pose, rng) -> (size x size RGB crop, corrected pose)."""
+
+    def __init__(self, cfg: AugmentConfig, size: int):
+        self.cfg = cfg
+        self.size = size
+        self.chain = pose_preserving_chain(cfg)
+
+    def __call__(self, image: np.ndarray, box, pose, rng: np.random.Generator):
+        flip = bool(self.cfg.flip and rng.random() < 0.5)
+        angle = float(rng.uniform(-self.cfg.rotate, self.cfg.rotate)) if self.cfg.rotate > 0 else 0.0
+        crop = warp_crop(image, box, self.size, angle, flip)
+        new_pose = np.asarray(pose, dtype=np.float64)
+        if angle:
+            new_pose = rotate_pose_in_plane(new_pose, angle)
+        if flip:
+            new_pose = flip_pose(new_pose)
+        if self.chain is not None:
+            self.chain.set_random_seed(int(rng.integers(2 ** 31)))
+            crop = self.chain(image=crop)["image"]
+        return crop, new_pose
+
+
+def augmentation_grid(samples: Sequence[Sample], cfg: AugmentConfig, size: int, seed: int,
+                      path: str | Path, per_sample: int = 5, cell: int = 128) -> None:
+    """PNG contact sheet: per row one sample, first the plain crop then ``per_sample``
+    augmented crops, each with its (corrected) label's axes drawn, for a person to check."""
+    augmenter = Augmenter(cfg, size)
+    cells = []
+    for index, sample in enumerate(samples):
+        image = load_rgb(sample.image)
+        plain = warp_crop(image, sample.box, size)
+        views = [(plain, sample.pose)]
+        views += [augmenter(image, sample.box, sample.pose, sample_rng(seed, epoch, index))
+                  for epoch in range(per_sample)]
+        for crop, pose in views:
+            big = cv2.resize(crop, (cell, cell), interpolation=cv2.INTER_LINEAR)
+            cells.append(draw_axes(big, pose))
+    sheet = grid(cells, per_sample + 1)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError(f"{path}: could not encode the augmentation grid")
+    atomic_write_bytes(path, png.tobytes())
