@@ -73,7 +73,7 @@ def list_faces(data_root: str | Path) -> list[FaceRow]:
             pts = coords.setdefault(int(face_id), np.full((NUM_FEATURES, 2), -1.0))
             pts[int(feature_id) - 1] = (x, y)
     faces = []
-    for face_id, filepath in _first_per_face(images).items():
+    for face_id, (filepath,) in _first_per_face(images).items():
         if filepath is None:
             raise DatasetError(f"{db}: face {face_id} has no image filepath")
         faces.append(FaceRow(face_id, str(filepath).replace("\\", "/"), poses.get(face_id),
