@@ -1,0 +1,380 @@
+"""The teacher cache: the one place the HDF5 layout lives (DESIGN.md "The teacher cache").
+
+Layout of ``cache/teacher-labels.h5``::
+
+    /keys              (N,) bytes (UTF-8), sorted; row i belongs to keys[i]
+    /heads/bK/prob     (N, 3, q) float16   eq. 6: mean softmax of the ensemble, per angle
+    /heads/bK/centres  (q,) float64        bin centres of the head (pipeline.bins)
+    /expected          (N, 3) float32      eq. 2 on the fp32 ensemble distribution of the
+                                           smallest-bin head (b1 for the teacher)
+    /boxes             (N, 4) float32      the box the teacher saw (x1, y1, x2, y2)
+    attrs              schema_version, teacher_sha256, manifest_sha256, s, p, A, input_size,
+                       bin_sizes, angle_order, convention, code_version, complete (last)
+
+Writing (:class:`CacheBuilder`): chunks of rows are labelled into ``<name>.h5.parts/part-K.npz``
+(each written atomically), so a killed job resumes from its last finished chunk; the parts
+are merged into ``<name>.h5.partial`` which is renamed when complete. The merge is a pure
+function of the parts (fixed layout, contiguous datasets, no filters, no timestamps, pinned
+libver), so the same inputs give the same bytes, whether labelled in one process, resumed,
+or sharded over ranks. A ``<name>.h5.lock`` (flock) refuses a second writer.
+
+Reading (:func:`open_cache`): checks the file against what it is used with and opens the
+HDF5 file lazily, once per process, so DataLoader workers never load the whole file.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Optional, Sequence
+
+import h5py
+import numpy as np
+
+from . import __version__, bins
+from .manifest import atomic_write_bytes
+from .pose import ANGLE_NAMES, CONVENTION
+
+SCHEMA_VERSION = 1
+LIBVER = ("v110", "v110")
+PROB_DTYPE = np.float16
+
+
+class CacheError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CacheMeta:
+    """Provenance stored as root attributes; everything a reader must agree with."""
+    teacher_sha256: str
+    manifest_sha256: str
+    s: int
+    p: int
+    input_size: tuple[int, int]
+    bin_sizes: tuple[int, ...]
+    angle_order: str = ",".join(ANGLE_NAMES)
+    convention: str = CONVENTION
+    code_version: str = __version__
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def A(self) -> int:
+        return (2 * self.p // self.s + 1) ** 2
+
+    @property
+    def expected_bin_size(self) -> int:
+        return min(self.bin_sizes)
+
+    def attrs(self) -> dict:
+        """Root attributes in a fixed order (the file tracks attribute order)."""
+        return {"schema_version": self.schema_version, "teacher_sha256": self.teacher_sha256,
+                "manifest_sha256": self.manifest_sha256, "s": self.s, "p": self.p, "A": self.A,
+                "input_size": np.array(self.input_size, dtype=np.int64),
+                "bin_sizes": np.array(self.bin_sizes, dtype=np.int64),
+                "angle_order": self.angle_order, "convention": self.convention,
+                "code_version": self.code_version}
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping, where: str) -> "CacheMeta":
+        try:
+            return cls(teacher_sha256=str(attrs["teacher_sha256"]),
+                       manifest_sha256=str(attrs["manifest_sha256"]),
+                       s=int(attrs["s"]), p=int(attrs["p"]),
+                       input_size=tuple(int(v) for v in attrs["input_size"]),
+                       bin_sizes=tuple(int(v) for v in attrs["bin_sizes"]),
+                       angle_order=str(attrs["angle_order"]), convention=str(attrs["convention"]),
+                       code_version=str(attrs["code_version"]),
+                       schema_version=int(attrs["schema_version"]))
+        except KeyError as exc:
+            raise CacheError(f"{where}: attribute {exc} is missing (not a teacher cache?)") from None
+
+
+# --- writing ---------------------------------------------------------------------------
+
+def _npz_bytes(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def keys_sha256(keys: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()
+
+
+class CacheBuilder:
+    """Chunked, resumable, locked writer of one cache file.
+
+    ``with CacheBuilder(path, meta, keys, chunk_size) as builder:`` then, for each
+    ``index in builder.pending()``, label ``builder.chunk_keys(index)`` and call
+    :meth:`write_part`; finally :meth:`finish`. With ``lock=False`` (other ranks of a sharded
+    job whose rank 0 holds the lock) the builder only writes parts.
+    """
+
+    def __init__(self, path: str | Path, meta: CacheMeta, keys: Sequence[str], chunk_size: int,
+                 lock: bool = True):
+        if chunk_size < 1:
+            raise CacheError(f"{path}: chunk size must be >= 1, got {chunk_size}")
+        keys = list(keys)
+        if keys != sorted(keys) or len(set(keys)) != len(keys):
+            raise CacheError(f"{path}: keys must be unique and sorted")
+        self.path = Path(path)
+        self.meta = meta
+        self.keys = keys
+        self.chunk_size = chunk_size
+        self.work_dir = self.path.with_name(self.path.name + ".parts")
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._use_lock = lock
+        self._lock_fh = None
+
+    # locking and the work dir
+    def __enter__(self) -> "CacheBuilder":
+        if self._use_lock:
+            self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.lock_path, "a")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise CacheError(f"{self.path}: another process is writing this cache "
+                             f"(lock {self.lock_path} is held); wait for it or stop it") from None
+        self._lock_fh = fh
+        self._prepare_work_dir()
+
+    def release(self) -> None:
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def _work_dir_identity(self) -> bytes:
+        ident = {"meta": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                          for k, v in self.meta.attrs().items()},
+                 "keys_sha256": keys_sha256(self.keys), "chunk_size": self.chunk_size}
+        return json.dumps(ident, sort_keys=True).encode()
+
+    def _prepare_work_dir(self) -> None:
+        """Keep finished parts only if they were made for exactly this job; else start over."""
+        ident_path = self.work_dir / "job.json"
+        ident = self._work_dir_identity()
+        if self.work_dir.exists() and (not ident_path.is_file() or ident_path.read_bytes() != ident):
+            print(f"{self.work_dir}: parts belong to another job (params, teacher or manifest "
+                  "changed); starting over")
+            shutil.rmtree(self.work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        if not ident_path.is_file():
+            atomic_write_bytes(ident_path, ident)
+
+    # chunks
+    @property
+    def num_chunks(self) -> int:
+        return -(-len(self.keys) // self.chunk_size)
+
+    def chunk_keys(self, index: int) -> list[str]:
+        return self.keys[index * self.chunk_size:(index + 1) * self.chunk_size]
+
+    def part_path(self, index: int) -> Path:
+        return self.work_dir / f"part-{index:06d}.npz"
+
+    def pending(self, rank: int = 0, world_size: int = 1) -> list[int]:
+        """Chunks not yet written; a rank of ``world_size`` takes every world_size-th chunk."""
+        return [i for i in range(rank, self.num_chunks, world_size)
+                if not self.part_path(i).is_file()]
+
+    def write_part(self, index: int, boxes: np.ndarray, probs: Mapping[str, np.ndarray]) -> None:
+        """Store one finished chunk: ``probs[head]`` (n, 3, q) float32 ensemble distributions."""
+        n = len(self.chunk_keys(index))
+        boxes = np.asarray(boxes, dtype=np.float32)
+        if boxes.shape != (n, 4):
+            raise CacheError(f"{self.path}: chunk {index}: boxes shape {boxes.shape} != {(n, 4)}")
+        arrays = {"boxes": boxes}
+        for b in self.meta.bin_sizes:
+            head = bins.head_name(b)
+            prob = np.asarray(probs[head], dtype=np.float32)
+            if prob.shape != (n, 3, bins.num_bins(b)):
+                raise CacheError(f"{self.path}: chunk {index}: {head} shape {prob.shape} "
+                                 f"!= {(n, 3, bins.num_bins(b))}")
+            arrays[f"prob_{head}"] = prob.astype(PROB_DTYPE)
+        b = self.meta.expected_bin_size
+        # eq. 2 on the full-precision ensemble distribution
+        arrays["expected"] = bins.expected_angle(probs[bins.head_name(b)], b).astype(np.float32)
+        atomic_write_bytes(self.part_path(index), _npz_bytes(**arrays))
+
+    def finish(self) -> Path:
+        """Merge all parts into the cache file (atomically) and remove the work dir."""
+        missing = [i for i in range(self.num_chunks) if not self.part_path(i).is_file()]
+        if missing:
+            raise CacheError(f"{self.path}: cannot merge, {len(missing)} chunks are not labelled "
+                             f"yet (e.g. {missing[:3]})")
+        parts = []
+        for i in range(self.num_chunks):
+            try:
+                with np.load(self.part_path(i), allow_pickle=False) as data:
+                    parts.append({k: data[k] for k in data.files})
+            except (OSError, ValueError) as exc:
+                raise CacheError(f"{self.part_path(i)}: unreadable part ({exc}); delete it "
+                                 "and rerun") from None
+        merged = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+        write_cache(self.path, self.meta, self.keys, merged["boxes"], merged["expected"],
+                    {bins.head_name(b): merged[f"prob_{bins.head_name(b)}"]
+                     for b in self.meta.bin_sizes})
+        shutil.rmtree(self.work_dir)
+        return self.path
+
+
+def write_cache(path: str | Path, meta: CacheMeta, keys: Sequence[str], boxes: np.ndarray,
+                expected: np.ndarray, probs: Mapping[str, np.ndarray]) -> None:
+    """Write the whole file to ``<name>.partial`` then rename; ``complete`` is written last."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    encoded = [k.encode("utf-8") for k in keys]
+    width = max((len(k) for k in encoded), default=1)
+    with h5py.File(partial, "w", libver=LIBVER, track_order=True) as f:
+        f.create_dataset("keys", data=np.array(encoded, dtype=f"S{width}"))
+        heads = f.create_group("heads", track_order=True)
+        for b in meta.bin_sizes:
+            group = heads.create_group(bins.head_name(b), track_order=True)
+            group.create_dataset("prob", data=np.asarray(probs[bins.head_name(b)], PROB_DTYPE))
+            group.create_dataset("centres", data=bins.centres(b))
+        f.create_dataset("expected", data=np.asarray(expected, np.float32))
+        f.create_dataset("boxes", data=np.asarray(boxes, np.float32))
+        for name, value in meta.attrs().items():
+            f.attrs[name] = value
+        f.attrs["complete"] = True
+    with open(partial, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(partial, path)
+
+
+# --- reading ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Expect:
+    """What a reader requires of a cache; None = not checked."""
+    manifest_sha256: Optional[str] = None
+    keys: Optional[Sequence[str]] = None          # every one must be in the cache
+    bin_sizes: Optional[Sequence[int]] = None     # heads that must be present
+    teacher_sha256: Optional[str] = None
+    s: Optional[int] = None
+    p: Optional[int] = None
+    input_size: Optional[tuple[int, int]] = None
+
+
+class TeacherCache:
+    """A checked cache. Row access opens the HDF5 file lazily, once per process (pickles
+    without the handle, so each DataLoader worker opens its own)."""
+
+    def __init__(self, path: Path, meta: CacheMeta, keys: list[str]):
+        self.path = path
+        self.meta = meta
+        self.keys = keys
+        self.index = {k: i for i, k in enumerate(keys)}
+        self._file = None
+        self._pid = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_file"] = state["_pid"] = None
+        return state
+
+    def _h5(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def row(self, key: str) -> int:
+        try:
+            return self.index[key]
+        except KeyError:
+            raise CacheError(f"{self.path}: no row for key {key!r}") from None
+
+    def probs(self, key: str, bin_size: int = 1) -> np.ndarray:
+        """(3, q) float32 ensemble distribution of one sample for the head ``bK``."""
+        head = bins.head_name(bin_size)
+        if bin_size not in self.meta.bin_sizes:
+            raise CacheError(f"{self.path}: no head {head} (has {self.meta.bin_sizes})")
+        return self._h5()[f"heads/{head}/prob"][self.row(key)].astype(np.float32)
+
+    def expected(self, key: str) -> np.ndarray:
+        return self._h5()["expected"][self.row(key)]
+
+    def box(self, key: str) -> np.ndarray:
+        return self._h5()["boxes"][self.row(key)]
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _mismatch(path, what, got, want) -> CacheError:
+    return CacheError(f"{path}: {what} mismatch: cache has {got!r}, expected {want!r}")
+
+
+def open_cache(path: str | Path, expect: Optional[Expect] = None) -> TeacherCache:
+    """Open and check a cache; every mismatch is an error naming the file and the field."""
+    path = Path(path)
+    if not path.is_file():
+        hint = " (an interrupted job: rerun it to resume)" if path.with_name(
+            path.name + ".parts").exists() else " (run the ensemble-labels stage)"
+        raise CacheError(f"{path}: teacher cache not found{hint}")
+    try:
+        with h5py.File(path, "r") as f:
+            if not bool(f.attrs.get("complete", False)):
+                raise CacheError(f"{path}: incomplete cache file (no 'complete' attribute)")
+            version = int(f.attrs.get("schema_version", -1))
+            if version != SCHEMA_VERSION:
+                raise _mismatch(path, "schema_version", version, SCHEMA_VERSION)
+            meta = CacheMeta.from_attrs(f.attrs, str(path))
+            keys = [k.decode("utf-8") for k in f["keys"][()]]
+            for b in meta.bin_sizes:
+                name = f"heads/{bins.head_name(b)}"
+                if name not in f:
+                    raise CacheError(f"{path}: attrs list bin size {b} but {name} is missing")
+                if not np.array_equal(f[f"{name}/centres"][()], bins.centres(b)):
+                    raise _mismatch(path, f"{name}/centres", "other bins", "pipeline.bins")
+                if f[f"{name}/prob"].shape != (len(keys), 3, bins.num_bins(b)):
+                    raise CacheError(f"{path}: {name}/prob has shape {f[f'{name}/prob'].shape}")
+    except OSError as exc:
+        raise CacheError(f"{path}: not a readable HDF5 file ({exc})") from None
+    if keys != sorted(keys):
+        raise CacheError(f"{path}: /keys are not sorted")
+    if meta.angle_order != ",".join(ANGLE_NAMES):
+        raise _mismatch(path, "angle_order", meta.angle_order, ",".join(ANGLE_NAMES))
+    if meta.convention != CONVENTION:
+        raise _mismatch(path, "convention", meta.convention, CONVENTION)
+    expect = expect or Expect()
+    for name in ("manifest_sha256", "teacher_sha256", "s", "p"):
+        want = getattr(expect, name)
+        if want is not None and getattr(meta, name) != want:
+            raise _mismatch(path, name, getattr(meta, name), want)
+    if expect.input_size is not None and meta.input_size != tuple(expect.input_size):
+        raise _mismatch(path, "input_size", meta.input_size, tuple(expect.input_size))
+    if expect.bin_sizes is not None:
+        absent = sorted(set(expect.bin_sizes) - set(meta.bin_sizes))
+        if absent:
+            raise CacheError(f"{path}: heads {[bins.head_name(b) for b in absent]} are missing "
+                             f"(cache has {list(meta.bin_sizes)})")
+    if expect.keys is not None:
+        have = set(keys)
+        absent = [k for k in expect.keys if k not in have]
+        if absent:
+            raise CacheError(f"{path}: {len(absent)} samples have no teacher labels, e.g. "
+                             f"{absent[:3]} (stale cache? re-run ensemble-labels)")
+    return TeacherCache(path, meta, keys)

@@ -1,0 +1,162 @@
+import hashlib
+import pickle
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from pipeline import bins
+from pipeline.cache import CacheBuilder, CacheError, CacheMeta, Expect, open_cache, write_cache
+
+KEYS = ["300W_LP/a_1", "300W_LP/a_2", "300W_LP/b_1", "BIWI/01/f_1", "BIWI/01/f_2"]
+
+
+def _meta(**kw):
+    base = dict(teacher_sha256="t" * 64, manifest_sha256="m" * 64, s=2, p=4,
+                input_size=(16, 16), bin_sizes=(1, 2))
+    base.update(kw)
+    return CacheMeta(**base)
+
+
+def _probs(n, seed=0):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for b in (1, 2):
+        raw = rng.random((n, 3, bins.num_bins(b)))
+        out[bins.head_name(b)] = (raw / raw.sum(-1, keepdims=True)).astype(np.float32)
+    return out
+
+
+def _build(path, chunk_size=2, meta=None):
+    probs = _probs(len(KEYS))
+    boxes = np.arange(len(KEYS) * 4, dtype=np.float32).reshape(-1, 4)
+    with CacheBuilder(path, meta or _meta(), KEYS, chunk_size) as builder:
+        for c in builder.pending():
+            rows = slice(c * chunk_size, (c + 1) * chunk_size)
+            builder.write_part(c, boxes[rows], {k: v[rows] for k, v in probs.items()})
+        builder.finish()
+    return probs, boxes
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_layout_dtypes_and_attrs(tmp_path):
+    path = tmp_path / "t.h5"
+    probs, boxes = _build(path)
+    with h5py.File(path, "r") as f:
+        assert [k.decode() for k in f["keys"][()]] == KEYS
+        assert f["heads/b1/prob"].shape == (5, 3, 198) and f["heads/b1/prob"].dtype == np.float16
+        assert f["heads/b2/prob"].shape == (5, 3, 99)
+        np.testing.assert_array_equal(f["heads/b1/centres"][()], bins.centres(1))
+        assert f["expected"].dtype == np.float32 and f["boxes"].dtype == np.float32
+        np.testing.assert_allclose(f["expected"][()], bins.expected_angle(probs["b1"], 1), atol=1e-4)
+        np.testing.assert_array_equal(f["boxes"][()], boxes)
+        attrs = dict(f.attrs)
+        assert attrs["A"] == 25 and attrs["s"] == 2 and attrs["p"] == 4
+        assert attrs["angle_order"] == "pitch,yaw,roll" and attrs["complete"]
+        assert not any("time" in k or "date" in k for k in attrs)
+        assert list(f.attrs)[-1] == "complete"
+    assert not (tmp_path / "t.h5.parts").exists() and not (tmp_path / "t.h5.partial").exists()
+
+
+def test_same_inputs_same_bytes_whatever_the_chunking(tmp_path):
+    _build(tmp_path / "a.h5", chunk_size=2)
+    time.sleep(1.1)  # a timestamp anywhere in the file would now differ
+    _build(tmp_path / "b.h5", chunk_size=3)
+    assert _sha(tmp_path / "a.h5") == _sha(tmp_path / "b.h5")
+
+
+def test_reader_rows_and_lazy_pickling(tmp_path):
+    path = tmp_path / "t.h5"
+    probs, boxes = _build(path)
+    cache = open_cache(path, Expect(manifest_sha256="m" * 64, keys=KEYS[:2], bin_sizes=(1,)))
+    assert len(cache) == 5 and cache.meta.A == 25
+    np.testing.assert_allclose(cache.probs("BIWI/01/f_1", 2), probs["b2"][3], atol=1e-3)
+    np.testing.assert_array_equal(cache.box("300W_LP/a_2"), boxes[1])
+    clone = pickle.loads(pickle.dumps(cache))  # what a DataLoader worker receives
+    assert clone._file is None
+    np.testing.assert_array_equal(clone.probs("300W_LP/a_1"), cache.probs("300W_LP/a_1"))
+    with pytest.raises(CacheError, match="no row for key 'nope'"):
+        cache.row("nope")
+
+
+@pytest.mark.parametrize("expect,message", [
+    (Expect(manifest_sha256="x" * 64), "manifest_sha256 mismatch"),
+    (Expect(teacher_sha256="y" * 64), "teacher_sha256 mismatch"),
+    (Expect(s=5), "s mismatch"),
+    (Expect(bin_sizes=(1, 3)), r"heads \['b3'\] are missing"),
+    (Expect(keys=["300W_LP/a_1", "AFLW/zz"]), "1 samples have no teacher labels"),
+])
+def test_reader_names_the_mismatch(tmp_path, expect, message):
+    path = tmp_path / "t.h5"
+    _build(path)
+    with pytest.raises(CacheError, match=message) as info:
+        open_cache(path, expect)
+    assert str(path) in str(info.value)
+
+
+def test_reader_refuses_other_schema_convention_bins_and_incomplete(tmp_path):
+    path = tmp_path / "t.h5"
+    _build(path)
+    for attr, value, message in [("schema_version", 99, "schema_version mismatch"),
+                                 ("convention", "hopenet", "convention mismatch"),
+                                 ("complete", False, "incomplete")]:
+        copy = tmp_path / f"{attr}.h5"
+        copy.write_bytes(path.read_bytes())
+        with h5py.File(copy, "r+") as f:
+            f.attrs[attr] = value
+        with pytest.raises(CacheError, match=message):
+            open_cache(copy)
+    with h5py.File(path, "r+") as f:
+        f["heads/b1/centres"][0] = 0.0
+    with pytest.raises(CacheError, match="heads/b1/centres mismatch"):
+        open_cache(path)
+    with pytest.raises(CacheError, match="not found"):
+        open_cache(tmp_path / "missing.h5")
+
+
+def test_second_writer_is_refused(tmp_path):
+    path = tmp_path / "t.h5"
+    with CacheBuilder(path, _meta(), KEYS, 2):
+        with pytest.raises(CacheError, match="another process is writing"):
+            with CacheBuilder(path, _meta(), KEYS, 2):
+                pass
+    with CacheBuilder(path, _meta(), KEYS, 2):  # released: fine again
+        pass
+
+
+def test_resume_keeps_parts_of_the_same_job_only(tmp_path):
+    path = tmp_path / "t.h5"
+    probs = _probs(len(KEYS))
+    with CacheBuilder(path, _meta(), KEYS, 2) as builder:
+        builder.write_part(0, np.zeros((2, 4)), {k: v[:2] for k, v in probs.items()})
+        with pytest.raises(CacheError, match="2 chunks are not labelled"):
+            builder.finish()
+    assert not path.exists()
+    with CacheBuilder(path, _meta(), KEYS, 2) as builder:
+        assert builder.pending() == [1, 2]
+        assert builder.pending(rank=1, world_size=2) == [1]
+    with CacheBuilder(path, _meta(p=6), KEYS, 2) as builder:  # params changed: start over
+        assert builder.pending() == [0, 1, 2]
+
+
+def test_write_part_checks_shapes(tmp_path):
+    with CacheBuilder(tmp_path / "t.h5", _meta(), KEYS, 2) as builder:
+        with pytest.raises(CacheError, match="b1 shape"):
+            builder.write_part(0, np.zeros((2, 4)), {"b1": np.zeros((2, 3, 99)),
+                                                     "b2": np.zeros((2, 3, 99))})
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "t.h5"
+    probs = _probs(2)
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr("pipeline.cache.os.replace", boom)
+    with pytest.raises(RuntimeError):
+        write_cache(path, _meta(), KEYS[:2], np.zeros((2, 4)), np.zeros((2, 3)), probs)
+    assert not path.exists()
