@@ -10,7 +10,8 @@ every protocol shares.
 
 For each dataset, in this order: read (bad inputs raise, or are skipped and listed when
 ``on_bad="skip"``), keep the poses with all |angle| <= 99 (:func:`pipeline.pose.in_range`),
-assign the split, take the box (landmark box, AFLW FaceRect, or a published box file),
+assign the split, take the box (landmark box, AFLW FaceRect, or a published box file whose
+entries of the other split are ignored),
 check that it overlaps the image. Samples without a box are counted and listed, never
 silently lost. The report holds every count.
 """
@@ -50,12 +51,12 @@ def split_of(protocol: int, record: Record, aflw_test: frozenset[str] = frozense
 
 
 def published_box(entries: list[PublishedBox], record: Record, split: str
-                  ) -> tuple[Optional[tuple[float, float, float, float]], bool]:
-    """(box, type_mismatch): prefer the entries whose ``type`` is the sample's split (or
-    untyped); then match by face id, else IoU with the landmark box, else the only entry."""
-    same = [e for e in entries if e.type in (None, split)]
-    box = match_box(same or entries, reference=record.sample.box, faceid=record.faceid)
-    return box, box is not None and not same
+                  ) -> Optional[tuple[float, float, float, float]]:
+    """The face's box among a file's entries for its image. Only entries whose ``type`` is
+    absent or equals the sample's split are candidates (as in the relabel stage's ``json``
+    backend); then the face id decides, else IoU with the landmark box, else the only one."""
+    candidates = [e for e in entries if e.type in (None, split)]
+    return match_box(candidates, reference=record.sample.box, faceid=record.faceid)
 
 
 def _fail_or_list(bad: list[BadItem], on_bad: OnBad) -> list[str]:
@@ -75,13 +76,14 @@ def select(protocol: int, name: str, records: list[Record], bad: list[BadItem],
     samples: list[Sample] = []
     no_box: list[str] = []
     box_bad: list[BadItem] = []
-    mismatches = 0
+    other_split_only = 0
     for record in in_range:
         split = split_of(protocol, record, aflw_test)
         box = record.sample.box
         if published is not None:
-            box, mismatch = published_box(published.get(record.rel, []), record, split)
-            mismatches += mismatch
+            entries = published.get(record.rel, [])
+            box = published_box(entries, record, split)
+            other_split_only += bool(entries) and all(e.type not in (None, split) for e in entries)
         if box is None:
             no_box.append(record.sample.key)
             continue
@@ -107,7 +109,7 @@ def select(protocol: int, name: str, records: list[Record], bad: list[BadItem],
         "test": sum(s.split == "test" for s in samples),
     }
     if published is not None:
-        report["box_type_mismatch"] = mismatches
+        report["no_box_other_split_only"] = other_split_only  # listed, but only for the other split
     return samples, report
 
 
