@@ -1,0 +1,153 @@
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pipeline.boxes import write_boxes
+from pipeline.cache import Expect, open_cache
+from pipeline.ensemble import ensemble_distributions, receptive_field
+from pipeline.image import load_rgb, to_tensor
+from pipeline.labeling import LabelingError
+from pipeline.manifest import Sample, file_sha256, write_manifest
+from pipeline.model import build_model, checkpoint_meta
+from stages import ensemble_labels
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 16
+
+
+def make_project(tmp_path, n_train=6, n_test=2, s=2, p=4):
+    """Images, manifest, a random ResNet18 teacher checkpoint at 16 px and a params file."""
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(n_train + n_test):
+        image = tmp_path / "img" / f"{i}.png"
+        image.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(image), rng.integers(0, 256, (40, 36, 3), dtype=np.uint8))
+        samples.append(Sample(key=f"SYN/{i:03d}", dataset="SYN", image=str(image),
+                              pose=tuple(rng.uniform(-60, 60, 3)), box=(6.0, 8.0, 26.0, 32.0),
+                              split="train" if i < n_train else "test"))
+    write_manifest(tmp_path / "manifest.csv", samples)
+    torch.manual_seed(0)
+    model = build_model("resnet18", input_size=SIZE).eval()
+    torch.save({"model": model.state_dict(),
+                "meta": checkpoint_meta(model, {}, file_sha256(tmp_path / "manifest.csv"))},
+               tmp_path / "teacher.pt")
+    block = {"s": s, "p": p, "manifest": str(tmp_path / "manifest.csv"),
+             "checkpoint": str(tmp_path / "teacher.pt"), "out": str(tmp_path / "cache.h5"),
+             "batch_size": 2, "chunk_size": 2, "num_workers": 0, "device": "cpu"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"ensemble_labels": block}))
+    return samples, model
+
+
+def _sha(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_stage_labels_training_samples(tmp_path):
+    samples, model = make_project(tmp_path)
+    ensemble_labels.run(tmp_path / "params.yaml", [])
+    train = [s for s in samples if s.split == "train"]
+    cache = open_cache(tmp_path / "cache.h5",
+                       Expect(manifest_sha256=file_sha256(tmp_path / "manifest.csv"),
+                              keys=[s.key for s in train], bin_sizes=(1, 2, 3, 4), s=2, p=4))
+    assert cache.keys == [s.key for s in train]  # training samples only
+    assert cache.meta.teacher_sha256 == file_sha256(tmp_path / "teacher.pt")
+    z = torch.stack([to_tensor(receptive_field(load_rgb(s.image), s.box, SIZE, SIZE, 4))
+                     for s in train[:2]])
+    direct = ensemble_distributions(model, z, 2, 4, (1, 3))
+    np.testing.assert_allclose(cache.probs(train[1].key, 1), direct["b1"][1].numpy(), atol=1e-3)
+    np.testing.assert_allclose(cache.probs(train[0].key, 3), direct["b3"][0].numpy(), atol=1e-3)
+
+
+def test_stage_uses_relabel_boxes_and_refuses_bad_p(tmp_path):
+    samples, _ = make_project(tmp_path, n_train=2, n_test=0)
+    write_boxes(tmp_path / "boxes.csv", {s.key: ((4.0, 5.0, 30.0, 33.0), "haar") for s in samples})
+    ensemble_labels.run(tmp_path / "params.yaml", [f"ensemble_labels.boxes={tmp_path / 'boxes.csv'}"])
+    np.testing.assert_array_equal(open_cache(tmp_path / "cache.h5").box(samples[0].key),
+                                  [4.0, 5.0, 30.0, 33.0])
+    from pipeline.config import ConfigError
+    with pytest.raises(ConfigError, match="multiple of the stride"):
+        ensemble_labels.run(tmp_path / "params.yaml", ["ensemble_labels.p=3"])
+
+
+def test_unreadable_image_is_a_clear_error_not_a_worker_crash(tmp_path):
+    samples, _ = make_project(tmp_path, n_train=3, n_test=0)
+    Path(samples[1].image).write_bytes(b"not a png")
+    with pytest.raises(LabelingError, match=r"SYN/001: .*1\.png: not a readable image"):
+        ensemble_labels.run(tmp_path / "params.yaml", ["ensemble_labels.num_workers=1"])
+    assert not (tmp_path / "cache.h5").exists()
+
+
+SLOW_LABELER = textwrap.dedent("""
+    import sys, time, torch
+    torch.set_num_threads(1)
+    from stages import ensemble_labels
+    from pipeline import model as model_module
+    load = model_module.load_checkpoint
+
+    def slow_load(path, map_location="cpu"):
+        model, meta = load(path, map_location)
+        forward = model.forward
+        def slow_forward(x):
+            time.sleep(0.4)
+            return forward(x)
+        model.forward = slow_forward
+        return model, meta
+    ensemble_labels.load_checkpoint = slow_load
+    ensemble_labels.run(sys.argv[1], [])
+""")
+
+
+def test_killed_job_resumes_to_identical_bytes(tmp_path):
+    make_project(tmp_path, n_train=8, n_test=0)
+    ensemble_labels.run(tmp_path / "params.yaml", ["ensemble_labels.out=" + str(tmp_path / "ref.h5")])
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_LABELER)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "params.yaml")], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = tmp_path / "cache.h5.parts"
+    deadline = time.time() + 60
+    while len(list(parts.glob("part-*.npz"))) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = sorted(p.name for p in parts.glob("part-*.npz"))
+    assert 2 <= len(done) < 4 and not (tmp_path / "cache.h5").exists()
+    with pytest.raises(Exception, match="interrupted job"):
+        open_cache(tmp_path / "cache.h5")
+    ensemble_labels.run(tmp_path / "params.yaml", [])
+    assert _sha(tmp_path / "cache.h5") == _sha(tmp_path / "ref.h5")
+
+
+TORCHRUN_LABELER = textwrap.dedent("""
+    import sys, torch
+    torch.set_num_threads(1)
+    from stages import ensemble_labels
+    ensemble_labels.run(sys.argv[1], sys.argv[2:])
+""")
+
+
+def test_two_gloo_ranks_merge_to_the_single_process_bytes(tmp_path):
+    make_project(tmp_path, n_train=7, n_test=0)
+    ensemble_labels.run(tmp_path / "params.yaml", ["ensemble_labels.out=" + str(tmp_path / "one.h5")])
+    script = tmp_path / "ranked.py"
+    script.write_text(TORCHRUN_LABELER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc-per-node", "2", str(script), str(tmp_path / "params.yaml"),
+                             "ensemble_labels.out=" + str(tmp_path / "two.h5")],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _sha(tmp_path / "two.h5") == _sha(tmp_path / "one.h5")
