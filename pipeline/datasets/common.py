@@ -112,7 +112,7 @@ def read_in_order(items: Sequence[T], read_one: Callable[[T], Record],
     bad: list[BadItem] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = pool.map(guarded, items) if workers > 1 else map(guarded, items)
-        for result in tqdm(results, total=len(items), desc=desc, unit="img", mininterval=1.0):
+        for result in tqdm(results, total=len(items), desc=desc, unit="item", mininterval=1.0):
             (bad if isinstance(result, BadItem) else records).append(result)
     return records, bad
 
