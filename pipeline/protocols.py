@@ -10,8 +10,7 @@ every protocol shares.
 
 For each dataset, in this order: read (bad inputs raise, or are skipped and listed when
 ``on_bad="skip"``), keep the poses with all |angle| <= 99 (:func:`pipeline.pose.in_range`),
-assign the split, take the box (landmark box, AFLW FaceRect, or a published box file whose
-entries of the other split are ignored),
+assign the split, take the box (landmark box, AFLW FaceRect, or a published box file),
 check that it overlaps the image. Samples without a box are counted and listed, never
 silently lost. The report holds every count.
 """
@@ -51,12 +50,17 @@ def split_of(protocol: int, record: Record, aflw_test: frozenset[str] = frozense
 
 
 def published_box(entries: list[PublishedBox], record: Record, split: str
-                  ) -> Optional[tuple[float, float, float, float]]:
-    """The face's box among a file's entries for its image. Only entries whose ``type`` is
-    absent or equals the sample's split are candidates (as in the relabel stage's ``json``
-    backend); then the face id decides, else IoU with the landmark box, else the only one."""
-    candidates = [e for e in entries if e.type in (None, split)]
-    return match_box(candidates, reference=record.sample.box, faceid=record.faceid)
+                  ) -> tuple[Optional[tuple[float, float, float, float]], bool]:
+    """(box, type_differs) of one face among a file's entries for its image.
+
+    Entries whose ``type`` is the sample's split (or untyped) are preferred; the others are
+    used only when no such entry exists, because a file's types follow its author's
+    protocol (the synthetic and, we assume, the published BIWI file mark the protocol-3
+    split, while protocol 1 tests on all of BIWI). Then the face id decides, else IoU with
+    the landmark box, else the only entry."""
+    same = [e for e in entries if e.type in (None, split)]
+    box = match_box(same or entries, reference=record.sample.box, faceid=record.faceid)
+    return box, box is not None and not same
 
 
 def _fail_or_list(bad: list[BadItem], on_bad: OnBad) -> list[str]:
@@ -76,14 +80,13 @@ def select(protocol: int, name: str, records: list[Record], bad: list[BadItem],
     samples: list[Sample] = []
     no_box: list[str] = []
     box_bad: list[BadItem] = []
-    other_split_only = 0
+    type_differs = 0
     for record in in_range:
         split = split_of(protocol, record, aflw_test)
         box = record.sample.box
         if published is not None:
-            entries = published.get(record.rel, [])
-            box = published_box(entries, record, split)
-            other_split_only += bool(entries) and all(e.type not in (None, split) for e in entries)
+            box, differs = published_box(published.get(record.rel, []), record, split)
+            type_differs += differs
         if box is None:
             no_box.append(record.sample.key)
             continue
@@ -109,7 +112,7 @@ def select(protocol: int, name: str, records: list[Record], bad: list[BadItem],
         "test": sum(s.split == "test" for s in samples),
     }
     if published is not None:
-        report["no_box_other_split_only"] = other_split_only  # listed, but only for the other split
+        report["box_type_differs"] = type_differs   # boxes typed for the other split
     return samples, report
 
 

@@ -97,7 +97,7 @@ def test_published_boxes_by_face_id_iou_and_type(tmp_path):
     samples, report = build(2, tmp_path, {"AFLW": aflw_boxes}, aflw_test_images=1)
     assert [(s.subject, s.box, s.split) for s in samples] == [
         ("10", (1.0, 1.0, 13.0, 13.0), "test"), ("11", (31.0, 3.0, 41.0, 13.0), "test")]
-    assert report["datasets"]["AFLW"]["no_box_other_split_only"] == 0
+    assert report["datasets"]["AFLW"]["box_type_differs"] == 0
 
     write_3ddfa(tmp_path / "AFLW2000/image00002.jpg", (0.1, 0.1, 0), face_landmarks(4, 4, 20, 24, 21))
     write_3ddfa(tmp_path / "300W_LP/AFW/AFW_5_1_0.jpg", (0.1, 0.1, 0), face_landmarks(4, 4, 20, 24))
@@ -111,10 +111,10 @@ def test_published_boxes_by_face_id_iou_and_type(tmp_path):
     samples, report = build(1, tmp_path, {"AFLW2000": a2k_boxes, "300W_LP": w300_boxes})
     by_key = {s.key: s for s in samples}
     assert by_key["AFLW2000/image00002"].box == (5.0, 5.0, 19.0, 23.0)
-    assert "300W_LP/AFW/AFW_5_1_0" not in by_key         # its only box is a test box
-    assert report["datasets"]["300W_LP"]["no_box_keys"] == ["300W_LP/AFW/AFW_5_1_0"]
-    assert report["datasets"]["300W_LP"]["no_box_other_split_only"] == 1
-    assert report["datasets"]["AFLW2000"]["no_box_other_split_only"] == 0
+    # its only box is typed "test": used (types follow the file's protocol), and counted
+    assert by_key["300W_LP/AFW/AFW_5_1_0"].box == (3.0, 3.0, 21.0, 25.0)
+    assert report["datasets"]["300W_LP"]["box_type_differs"] == 1
+    assert report["datasets"]["AFLW2000"]["box_type_differs"] == 0
 
 
 def test_box_outside_image_errors_or_is_skipped(tmp_path):
