@@ -1,4 +1,5 @@
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from pipeline import bins
 from pipeline.boxes import write_boxes
 from pipeline.cache import Expect, open_cache
 from pipeline.ensemble import ensemble_distributions, receptive_field
@@ -151,3 +153,46 @@ def test_two_gloo_ranks_merge_to_the_single_process_bytes(tmp_path):
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert _sha(tmp_path / "two.h5") == _sha(tmp_path / "one.h5")
+
+
+def test_grid_stage_tables_and_heatmap(tmp_path):
+    from stages import ensemble_grid
+    samples, model = make_project(tmp_path, n_train=1, n_test=3)
+    block = {"strides": [1, 2], "paddings": [0, 2, 3], "manifest": str(tmp_path / "manifest.csv"),
+             "checkpoint": str(tmp_path / "teacher.pt"), "out_dir": str(tmp_path / "grid"),
+             "batch_size": 2, "num_workers": 0, "device": "cpu"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"ensemble_grid": block}))
+    ensemble_grid.run(tmp_path / "params.yaml", [])
+    rows = {(r["s"], r["p"]): r for r in json.loads((tmp_path / "grid" / "grid.json").read_text())}
+    assert sorted(rows) == [(1, 0), (1, 2), (1, 3), (2, 0), (2, 2)]  # (2, 3): s does not divide p
+    assert rows[(1, 3)]["A"] == 49 and rows[(2, 2)]["A"] == 9
+    test = [s for s in samples if s.split == "test"]
+    truth = np.array([s.pose for s in test])
+    for s, p in [(1, 0), (2, 2)]:
+        z = torch.stack([to_tensor(receptive_field(load_rgb(t.image), t.box, SIZE, SIZE, p))
+                         for t in test])
+        pred = bins.expected_angle(ensemble_distributions(model, z, s, p, (1,))["b1"].double(), 1)
+        mae = np.abs(pred.numpy() - truth).mean(0)
+        np.testing.assert_allclose([rows[(s, p)][a] for a in ("pitch", "yaw", "roll")], mae, atol=1e-3)
+    table = (tmp_path / "grid" / "grid.md").read_text()
+    assert "## SYN" in table and "| p | s | A | pitch | yaw | roll | mean |" in table
+    image = cv2.imread(str(tmp_path / "grid" / "grid.png"))
+    assert image is not None and image.shape[0] > 100
+
+
+def test_inspect_cache_prints_and_draws(tmp_path):
+    from typer.testing import CliRunner
+    from pipeline.cli import app
+    import pipeline.inspect_cache  # noqa: F401  registers the command
+    samples, _ = make_project(tmp_path, n_train=2, n_test=0)
+    ensemble_labels.run(tmp_path / "params.yaml", [])
+    key = samples[0].key
+    result = CliRunner().invoke(app, ["inspect-cache", str(tmp_path / "cache.h5"), "--key", key,
+                                      "--png", str(tmp_path / "d.png"),
+                                      "--manifest", str(tmp_path / "manifest.csv")])
+    assert result.exit_code == 0, result.output
+    assert "schema 1, 2 samples" in result.output and "s=2 p=4 A=25" in result.output
+    assert f"truth {samples[0].pose[1]:7.2f}" in result.output
+    assert cv2.imread(str(tmp_path / "d.png")) is not None
+    bad = CliRunner().invoke(app, ["inspect-cache", str(tmp_path / "nope.h5")])
+    assert bad.exit_code == 1 and "not found" in bad.output

@@ -1,0 +1,91 @@
+"""``pipeline inspect-cache PATH [--key KEY] [--png out.png]``: what the teacher said.
+
+Prints the schema, provenance, N and bytes per image; for a key, the teacher's expected
+angles next to the ground truth of the manifest, and optionally a PNG of the three b1
+ensemble distributions (pitch, yaw, roll) with both marked.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+from . import bins
+from .cache import CacheError, open_cache
+from .cli import app
+from .manifest import ManifestError, atomic_write_bytes, read_manifest
+from .pose import ANGLE_NAMES
+
+
+def plot_distributions(png: Path, key: str, probs: np.ndarray, bin_size: int,
+                       expected: np.ndarray, truth: Optional[np.ndarray]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    centres = bins.centres(bin_size)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), sharey=True)
+    for a, (ax, name) in enumerate(zip(axes, ANGLE_NAMES)):
+        ax.bar(centres, probs[a], width=bin_size, color="tab:blue", label="teacher (eq. 6)")
+        ax.axvline(expected[a], color="tab:orange", label=f"teacher {expected[a]:.1f}")
+        if truth is not None:
+            ax.axvline(truth[a], color="black", linestyle="--", label=f"truth {truth[a]:.1f}")
+        ax.set_title(name)
+        ax.set_xlabel("degrees")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel(f"probability (b{bin_size})")
+    fig.suptitle(key)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(png, buf.getvalue())
+
+
+@app.command("inspect-cache")
+def inspect_cache(
+    path: Path = typer.Argument(..., help="teacher cache, e.g. cache/teacher-labels.h5"),
+    key: Optional[str] = typer.Option(None, "--key", help="sample key to show"),
+    png: Optional[Path] = typer.Option(None, "--png", help="write the key's distributions here"),
+    manifest: Path = typer.Option(Path("data/manifest.csv"), "--manifest",
+                                  help="manifest with the ground truth"),
+):
+    """Schema, provenance and size of a teacher cache; one sample's distributions."""
+    try:
+        cache = open_cache(path)
+    except CacheError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
+    meta = cache.meta
+    n = len(cache)
+    size = path.stat().st_size
+    typer.echo(f"{path}: schema {meta.schema_version}, {n} samples, {size / max(n, 1):.0f} bytes/image "
+               f"(b1 head: {3 * bins.num_bins(1) * 2} bytes/image as float16)")
+    typer.echo(f"  ensemble s={meta.s} p={meta.p} A={meta.A}, input {meta.input_size[0]}x"
+               f"{meta.input_size[1]}, heads {[bins.head_name(b) for b in meta.bin_sizes]}")
+    typer.echo(f"  teacher sha256 {meta.teacher_sha256}\n  manifest sha256 {meta.manifest_sha256}")
+    typer.echo(f"  angles {meta.angle_order}; convention {meta.convention}; code {meta.code_version}")
+    if key is None:
+        return
+    try:
+        expected = cache.expected(key)
+        b = meta.expected_bin_size
+        probs = cache.probs(key, b)
+    except CacheError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
+    truth = None
+    try:
+        match = [s for s in read_manifest(manifest) if s.key == key]
+        truth = np.array(match[0].pose) if match else None
+    except ManifestError as exc:
+        typer.echo(f"  (no ground truth: {exc})")
+    for a, name in enumerate(ANGLE_NAMES):
+        gt = f", truth {truth[a]:7.2f}" if truth is not None else ""
+        typer.echo(f"  {name:5s} teacher {expected[a]:7.2f}{gt}")
+    if png is not None:
+        plot_distributions(png, key, probs, b, expected, truth)
+        typer.echo(f"  wrote {png}")
