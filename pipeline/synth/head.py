@@ -102,15 +102,16 @@ def random_head(rng: np.random.Generator) -> Head:
     eye_r = [u(13, 16), u(5.5, 7.5), 6.0]
     iris = _IRIS_COLOURS[rng.integers(len(_IRIS_COLOURS))] * u(0.7, 1.2)
     brow_y, brow_tilt = eye_y - u(14, 20), u(-12, 2)
-    for side, sign in (("r", -1), ("l", 1)):
+    brow_r = [u(15, 20), u(2.5, 4.5), 5.0]
+    ear_r, ear_y, ear_z = [u(7, 10), u(26, 33), u(15, 20)], u(-8, 2), u(6, 14)
+    for side, sign in (("r", -1), ("l", 1)):  # mirror-symmetric: the flip tests rely on it
         x = sign * eye_x
         parts.append(_part(f"eye_{side}", EYE, [x, eye_y, _front_z(skull, x, eye_y) + 4.0], eye_r,
                            [0.93, 0.92, 0.88], rotation=_rot(0, -sign * 18, 0), detail=iris))
-        parts.append(_part(f"brow_{side}", BROW, [x, brow_y, _front_z(skull, x, brow_y) + 1.5],
-                           [u(15, 20), u(2.5, 4.5), 5.0], hair * 0.8,
-                           rotation=_rot(0, -sign * 18, sign * brow_tilt)))
-        parts.append(_part(f"ear_{side}", SKIN, [sign * (skull.radii[0] - 4), u(-8, 2), u(6, 14)],
-                           [u(7, 10), u(26, 33), u(15, 20)], skin * 0.93, rotation=_rot(0, sign * 20, 0)))
+        parts.append(_part(f"brow_{side}", BROW, [x, brow_y, _front_z(skull, x, brow_y) + 1.5], brow_r,
+                           hair * 0.8, rotation=_rot(0, -sign * 18, sign * brow_tilt)))
+        parts.append(_part(f"ear_{side}", SKIN, [sign * (skull.radii[0] - 4), ear_y, ear_z], ear_r,
+                           skin * 0.93, rotation=_rot(0, sign * 20, 0)))
 
     nose_y = u(8, 16)
     nose_len = u(22, 29)

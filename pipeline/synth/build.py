@@ -217,7 +217,8 @@ def generate(cfg: SynthConfig) -> dict:
         poses = np.array([r[4] for r in rows]).reshape(-1, 3)
         counts[dataset] = {"images": len(rows), "out_of_range": int((~in_range(poses)).sum())}
     counts["300W_LP"]["flipped"] = sum(1 for r in records if "_Flip/" in r[1])
-    summary = {"config": as_dict(cfg), "counts": counts}
+    content = {k: v for k, v in as_dict(cfg).items() if k not in ("out_dir", "workers")}
+    summary = {"config": content, "counts": counts}   # only what determines the bytes
     atomic_write_bytes(tmp / "synth.json", (json.dumps(summary, indent=1, sort_keys=True) + "\n").encode())
     if records:
         sheet = contact_sheet(tmp, cfg.contact_per_set)
