@@ -1,0 +1,87 @@
+"""Samples -> network input: crop to the box (stretched to size x size), RGB, ImageNet
+normalisation; with an :class:`~pipeline.augment.Augmenter` for training.
+
+A dataset item is ``{"image": (3, s, s) float32, "pose": (3,) float32 degrees, "index": int}``.
+For training the sampler passes ``(epoch, index)`` so that augmentation is seeded from
+``(seed, epoch, index)`` (:func:`pipeline.augment.sample_rng`) in whatever worker runs it.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .augment import AugmentConfig, Augmenter, sample_rng, warp_crop
+from .boxes import apply_boxes, read_boxes
+from .image import check_box, load_rgb, to_tensor
+from .manifest import ManifestError, Sample, read_manifest
+
+
+def load_samples(manifest: str | Path, split: Optional[str] = None, boxes: Optional[str | Path] = None,
+                 datasets: Optional[Sequence[str]] = None) -> list[Sample]:
+    """Manifest samples of a split, with the relabel stage's boxes if ``boxes`` is given;
+    checked up front so that a bad row fails here, naming the file, not inside a worker."""
+    samples = read_manifest(manifest, split=split, datasets=datasets)
+    if boxes is not None:
+        samples = apply_boxes(samples, read_boxes(boxes), where=str(boxes))
+    check_samples(samples, str(manifest))
+    return samples
+
+
+def check_samples(samples: Sequence[Sample], where: str) -> None:
+    for s in samples:
+        if not Path(s.image).is_file():
+            raise ManifestError(f"{where}: {s.key}: image file {s.image} not found")
+        if not all(math.isfinite(a) for a in s.pose):
+            raise ManifestError(f"{where}: {s.key}: pose {s.pose} is not finite")
+        x1, y1, x2, y2 = s.box
+        if not (x2 > x1 and y2 > y1):
+            raise ManifestError(f"{where}: {s.key}: box {s.box} is empty")
+
+
+def holdout_split(samples: Sequence[Sample], fraction: float) -> tuple[list[Sample], list[Sample]]:
+    """(train, validation): a stable ``fraction`` of the groups (subject if set, else key),
+    chosen by hash, so the slice does not move when the manifest grows or is reordered."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
+
+    def held_out(s: Sample) -> bool:
+        group = f"{s.dataset}/{s.subject}" if s.subject else s.key
+        digest = hashlib.sha256(group.encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2 ** 64 < fraction
+
+    train = [s for s in samples if not held_out(s)]
+    val = [s for s in samples if held_out(s)]
+    return train, val
+
+
+class PoseDataset(Dataset):
+    def __init__(self, samples: Sequence[Sample], size: int, augment: Optional[AugmentConfig] = None,
+                 seed: int = 0):
+        self.samples = list(samples)
+        self.size = int(size)
+        self.augmenter = Augmenter(augment, self.size) if augment is not None else None
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def poses(self) -> np.ndarray:
+        return np.array([s.pose for s in self.samples], dtype=np.float64).reshape(-1, 3)
+
+    def __getitem__(self, item) -> dict:
+        epoch, index = item if isinstance(item, tuple) else (0, item)
+        sample = self.samples[index]
+        image = load_rgb(sample.image)
+        box = check_box(sample.box, image.shape[1], image.shape[0], where=f"{sample.key} ({sample.image})")
+        if self.augmenter is None:
+            crop, pose = warp_crop(image, box, self.size), np.asarray(sample.pose)
+        else:
+            crop, pose = self.augmenter(image, box, sample.pose, sample_rng(self.seed, epoch, index))
+        return {"image": to_tensor(crop), "pose": torch.as_tensor(pose, dtype=torch.float32),
+                "index": index}

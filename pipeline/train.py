@@ -1,0 +1,233 @@
+"""The training engine (Adam, paper section 5.2), shared by stage 1 and by distillation.
+
+``fit(model, loss_fn, train_set, val_set, settings, ...)`` takes any loss with the signature
+of :mod:`pipeline.losses` and any dataset whose items are dicts with "image" and "pose"
+(plus whatever the loss reads). It gives:
+
+* determinism for a seed: the order of an epoch comes from (seed, epoch); augmentation from
+  (seed, epoch, index); the global batch of step k is the same for any number of processes;
+* resume: ``<state_dir>/last.pt`` (model, optimizer, epoch, step, best, RNG, history) is
+  written atomically every ``checkpoint_every`` steps and at each epoch end; a rerun with the
+  same config continues from it (a changed config, other than the keys in RESUME_FREE,
+  starts afresh);
+* the best checkpoint by validation MAE of the prediction head (``best_path``);
+* DDP under ``torchrun`` (:mod:`pipeline.distributed`); rank 0 validates, saves and logs;
+* DVCLive metrics per epoch, a tqdm bar (images, loss, MAE, rate, ETA), and the split of
+  step time into waiting for data and computing.
+"""
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from . import bins
+from .distributed import DistContext, barrier, setup
+from .manifest import atomic_write_bytes
+from .metrics import mae_summary, predict_dataset
+from .model import HeadPoseNet
+
+LossFn = Callable[[dict, dict], tuple[torch.Tensor, dict]]
+# config keys that may change between an interrupted run and its resumption
+RESUME_FREE = frozenset({"epochs", "workers", "device", "checkpoint_every"})
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int
+    batch_size: int              # global batch, split evenly over the DDP processes
+    lr: float
+    seed: int = 0
+    workers: int = 1             # DataLoader worker processes per training process
+    checkpoint_every: int = 50   # steps between 'last' checkpoints (also at every epoch end)
+    device: str = "auto"         # auto | cpu | cuda
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+
+
+class EpochBatches(Sampler):
+    """Batches of ``(epoch, index)`` for one process. The epoch's permutation comes from
+    (seed, epoch); step k's global batch is perm[k*G:(k+1)*G] (G = global batch, last partial
+    batch dropped) and rank r takes its r-th slice, so any world size sees the same data.
+    Unlike DistributedSampler it can start mid-epoch (resume)."""
+
+    def __init__(self, size: int, global_batch: int, seed: int, rank: int = 0, world_size: int = 1):
+        if global_batch % world_size:
+            raise ValueError(f"batch_size {global_batch} is not divisible by {world_size} processes")
+        if size < global_batch:
+            raise ValueError(f"{size} training samples are fewer than one batch of {global_batch}")
+        self.size, self.global_batch, self.seed = size, global_batch, seed
+        self.rank, self.world_size = rank, world_size
+        self.per_rank = global_batch // world_size
+        self.steps = size // global_batch
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        self.epoch, self.start = epoch, start_step
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+    def __iter__(self):
+        perm = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+        for step in range(self.start, self.steps):
+            lo = step * self.global_batch + self.rank * self.per_rank
+            yield [(self.epoch, int(i)) for i in perm[lo:lo + self.per_rank]]
+
+
+def _save(path: Path, payload: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _resumable(last: dict, meta: dict) -> bool:
+    def key(m):
+        return ({k: v for k, v in m["config"].items() if k not in RESUME_FREE}, m["manifest_sha256"])
+    return key(last["meta"]) == key(meta)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def fit(model: HeadPoseNet, loss_fn: LossFn, train_set, val_set, settings: TrainSettings,
+        state_dir: str | Path, best_path: str | Path, meta: dict, live_dir: Optional[str | Path] = None,
+        ctx: Optional[DistContext] = None, on_step: Optional[Callable[[int], None]] = None) -> dict:
+    """Train ``model`` with Adam; returns a summary (best MAE/epoch, history, timing).
+
+    ``meta`` (from :func:`pipeline.model.checkpoint_meta`) goes into every checkpoint.
+    ``on_step(global_step)`` is called after each optimizer step (tests use it to simulate
+    a kill)."""
+    ctx = ctx or setup(settings.device)
+    state_path = Path(state_dir) / "last.pt"
+    best_path = Path(best_path)
+    head, head_bin = model.prediction_head, model.bin_sizes[0]
+    model.to(ctx.device)
+    net = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None) \
+        if ctx.world_size > 1 else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    batches = EpochBatches(len(train_set), settings.batch_size, settings.seed, ctx.rank, ctx.world_size)
+
+    state = {"epoch": 0, "step": 0, "global_step": 0, "best_mae": float("inf"), "best_epoch": -1,
+             "history": []}
+    if state_path.is_file():
+        last = torch.load(state_path, map_location=ctx.device, weights_only=True)
+        if _resumable(last, meta):
+            model.load_state_dict(last["model"])
+            optimizer.load_state_dict(last["optimizer"])
+            torch.set_rng_state(last["torch_rng"].cpu())
+            state = {k: last[k] for k in state}
+            if ctx.is_main:
+                print(f"resuming from {state_path}: epoch {state['epoch']}, step {state['step']}")
+        elif ctx.is_main:
+            print(f"{state_path}: written with another config or manifest; starting afresh")
+
+    def save_last(epoch: int, step: int) -> None:
+        if ctx.is_main:
+            _save(state_path, {"model": model.state_dict(), "meta": meta,
+                               "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                               **state, "epoch": epoch, "step": step})
+
+    live = None
+    if ctx.is_main and live_dir is not None:
+        from dvclive import Live
+        live = Live(dir=str(live_dir), resume=state["global_step"] > 0, save_dvc_exp=False, dvcyaml=None)
+
+    loader = DataLoader(train_set, batch_sampler=batches, num_workers=settings.workers,
+                        persistent_workers=settings.workers > 0, pin_memory=ctx.device.type == "cuda")
+    timing = {"data_wait_s": 0.0, "compute_s": 0.0, "images": 0}
+    images_per_step = batches.per_rank * ctx.world_size
+    for epoch in range(state["epoch"], settings.epochs):
+        batches.set_epoch(epoch, state["step"])
+        net.train()
+        sums = {"loss": 0.0, "mae": 0.0, "n": 0}
+        bar = tqdm(total=batches.steps * images_per_step, initial=state["step"] * images_per_step,
+                   unit="img", desc=f"epoch {epoch + 1}/{settings.epochs}", disable=not ctx.is_main,
+                   dynamic_ncols=True)
+        tick = time.perf_counter()
+        for batch in loader:
+            batch = _to_device(batch, ctx.device)
+            _sync(ctx.device)
+            got_data = time.perf_counter()
+            outputs = net(batch["image"])
+            loss, parts = loss_fn(outputs, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            mae = float((bins.decode_logits(outputs[head].detach(), head_bin) - batch["pose"]).abs().mean())
+            _sync(ctx.device)
+            done = time.perf_counter()
+            timing["data_wait_s"] += got_data - tick
+            timing["compute_s"] += done - got_data
+            timing["images"] += images_per_step
+            state["step"] += 1
+            state["global_step"] += 1
+            loss_value = float(loss.detach())
+            sums["loss"] += loss_value
+            sums["mae"] += mae
+            sums["n"] += 1
+            bar.update(images_per_step)
+            bar.set_postfix(loss=f"{loss_value:.3f}", mae=f"{mae:.2f}")
+            if state["global_step"] % settings.checkpoint_every == 0:
+                save_last(epoch, state["step"])
+            if on_step is not None:
+                on_step(state["global_step"])
+            tick = time.perf_counter()
+        bar.close()
+
+        record = {"epoch": epoch + 1}
+        if sums["n"]:
+            record.update(train_loss=sums["loss"] / sums["n"], train_mae=sums["mae"] / sums["n"])
+        if ctx.is_main:
+            has_val = val_set is not None and len(val_set) > 0
+            val_mae = float("nan")
+            if has_val:
+                preds, poses = predict_dataset(model, val_set, device=ctx.device)
+                for name, pred in preds.items():
+                    for angle, value in mae_summary(pred, poses).items():
+                        record[f"val_{name}_{angle}"] = value
+                val_mae = record[f"val_{head}_mae"]
+            if not has_val or val_mae <= state["best_mae"]:  # without validation the last epoch wins
+                state["best_mae"], state["best_epoch"] = val_mae, epoch + 1
+                _save(best_path, {"model": model.state_dict(),
+                                  "meta": {**meta, "epoch": epoch + 1, "val_mae": val_mae}})
+            state["history"].append(record)
+            if live is not None:
+                for key, value in record.items():
+                    if key != "epoch":
+                        live.log_metric(key.replace("_", "/", 1), value)
+                live.next_step()
+            print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in record.items()
+                                                      if k in ("train_loss", "train_mae", f"val_{head}_mae")))
+        state["step"] = 0
+        save_last(epoch + 1, 0)
+        barrier(ctx)
+    if live is not None:
+        live.end()
+    wall = timing["data_wait_s"] + timing["compute_s"]
+    return {"best_val_mae": state["best_mae"], "best_epoch": state["best_epoch"],
+            "history": state["history"],
+            "timing": {**timing, "images_per_s": timing["images"] / wall if wall else 0.0,
+                       "data_wait_share": timing["data_wait_s"] / wall if wall else 0.0}}

@@ -1,0 +1,111 @@
+"""DVC stage ``train-teacher``: stage 1 of the paper (section 3.2, recipe of section 5.2).
+
+Train = the manifest's train split minus a held-out validation slice (``val_fraction`` of
+the subjects/keys, chosen by hash: :func:`pipeline.data.holdout_split`). The best epoch by
+validation MAE of the bin-1 head is kept; the protocol's test sets are never used for the
+choice, only evaluated at the end (with the trivial mean-pose predictor beside them).
+
+Outs: ``checkpoint`` (best), ``state_dir``/last.pt (resume; a persistent out),
+``metrics`` (JSON), ``live_dir`` (DVCLive plots), ``grid`` (augmented samples with labels).
+Under ``torchrun --nproc_per_node N`` it trains with DDP (batch_size stays the global batch).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from pipeline.augment import AugmentConfig, augmentation_grid
+from pipeline.config import DEFAULT_PARAMS, as_dict, stage_config
+from pipeline.data import PoseDataset, holdout_split, load_samples
+from pipeline.distributed import barrier, setup, teardown
+from pipeline.losses import teacher_loss
+from pipeline.manifest import atomic_write_bytes, file_sha256
+from pipeline.metrics import evaluate, trivial_mae
+from pipeline.model import BACKBONES, build_model, checkpoint_meta, load_checkpoint
+from pipeline.train import TrainSettings, fit
+
+
+@dataclass(frozen=True)
+class TrainTeacherConfig:
+    manifest: Path = Path("data/manifest.csv")
+    boxes: Optional[Path] = None          # relabel stage's boxes CSV; None: the manifest's boxes
+    backbone: str = "resnet18"
+    weights: str = "none"                 # none | imagenet | path of a weights file
+    input_size: int = 64
+    bin_sizes: tuple[int, ...] = (1, 2, 3, 4)
+    regression: bool = True
+    val_fraction: float = 0.1
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    workers: int = 1
+    checkpoint_every: int = 50
+    device: str = "auto"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    grid_samples: int = 6
+    checkpoint: Path = Path("models/teacher.pt")
+    state_dir: Path = Path("models/teacher-state")
+    metrics: Path = Path("metrics/train-teacher.json")
+    live_dir: Path = Path("dvclive/train-teacher")
+    grid: Path = Path("plots/train-teacher-augment.png")
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.input_size < 16:
+            raise ValueError(f"input_size must be >= 16 pixels, got {self.input_size}")
+
+    def settings(self) -> TrainSettings:
+        return TrainSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+                             workers=self.workers, checkpoint_every=self.checkpoint_every,
+                             device=self.device)
+
+
+def train_teacher(cfg: TrainTeacherConfig, on_step=None) -> Optional[dict]:
+    """Train, keep the best checkpoint, evaluate it; returns the metrics (rank 0) or None."""
+    ctx = setup(cfg.device)
+    try:
+        samples = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)
+        train_samples, val_samples = holdout_split(samples, cfg.val_fraction)
+        train_set = PoseDataset(train_samples, cfg.input_size, cfg.augment, seed=cfg.seed)
+        val_set = PoseDataset(val_samples, cfg.input_size)
+        if ctx.is_main:
+            print(f"train-teacher: {len(train_samples)} train, {len(val_samples)} validation samples")
+            augmentation_grid(train_samples[:cfg.grid_samples], cfg.augment, cfg.input_size, cfg.seed,
+                              cfg.grid)
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.backbone, cfg.bin_sizes, cfg.regression, cfg.weights, cfg.input_size)
+        meta = checkpoint_meta(model, as_dict(cfg), file_sha256(cfg.manifest))
+        summary = fit(model, teacher_loss, train_set, val_set, cfg.settings(), cfg.state_dir,
+                      cfg.checkpoint, meta, cfg.live_dir, ctx, on_step)
+        barrier(ctx)
+        if not ctx.is_main:
+            return None
+        best, _ = load_checkpoint(cfg.checkpoint, map_location=ctx.device)
+        test_samples = load_samples(cfg.manifest, split="test", boxes=cfg.boxes)
+        train_poses = train_set.poses()
+        metrics = {
+            "best_epoch": summary["best_epoch"],
+            "val": {"mae": summary["best_val_mae"], "trivial_mae": trivial_mae(train_poses, val_set.poses())["mae"]},
+            "test": evaluate(best, test_samples, device=ctx.device) if test_samples else {},
+            "test_trivial": {name: trivial_mae(train_poses, [s.pose for s in test_samples if s.dataset == name])
+                             for name in sorted({s.dataset for s in test_samples})},
+            "timing": summary["timing"],
+            "checkpoint_sha256": file_sha256(cfg.checkpoint),
+        }
+        atomic_write_bytes(cfg.metrics, (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
+        print(f"best epoch {metrics['best_epoch']}: validation MAE {metrics['val']['mae']:.2f} "
+              f"(mean-pose predictor {metrics['val']['trivial_mae']:.2f})")
+        return metrics
+    finally:
+        teardown(ctx)
+
+
+def run(params_path: str | Path = DEFAULT_PARAMS, overrides=(), item=None) -> Optional[dict]:
+    cfg = stage_config("train_teacher", TrainTeacherConfig, params_path, overrides)
+    return train_teacher(cfg)

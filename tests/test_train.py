@@ -1,0 +1,170 @@
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pipeline.augment import AugmentConfig
+from pipeline.data import PoseDataset, holdout_split, load_samples
+from pipeline.losses import teacher_loss
+from pipeline.manifest import ManifestError, Sample, file_sha256, write_manifest
+from pipeline.metrics import evaluate, mae_summary, trivial_mae
+from pipeline.model import build_model, checkpoint_meta, load_checkpoint
+from pipeline.pose import rotation_from_pose
+from pipeline.train import EpochBatches, TrainSettings, fit
+
+POINTS = [((0, 0, -1.0), (255, 60, 60)), ((-0.45, -0.35, -0.7), (60, 255, 60)),
+          ((0.45, -0.35, -0.7), (60, 255, 60)), ((0, 0.55, -0.6), (60, 60, 255)),
+          ((0, -0.9, -0.2), (255, 255, 60)), ((-0.9, 0, 0), (255, 60, 255)), ((0.9, 0, 0), (255, 60, 255))]
+
+
+def face(pose, size=48):
+    img = np.full((size, size, 3), 30, np.uint8)
+    rot = rotation_from_pose(pose)
+    for xyz, colour in sorted([(rot @ np.array(p), c) for p, c in POINTS], key=lambda t: -t[0][2]):
+        cv2.circle(img, (int(size / 2 + 14 * xyz[0]), int(size / 2 + 14 * xyz[1])), 3, colour, -1)
+    return img
+
+
+def make_manifest(root, n_train=24, n_test=8, seed=0):
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(n_train + n_test):
+        pose = tuple(float(v) for v in rng.uniform([-30, -60, -20], [30, 60, 20]))
+        path = root / "img" / f"{i:03d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), cv2.cvtColor(face(pose), cv2.COLOR_RGB2BGR))
+        split = "train" if i < n_train else "test"
+        samples.append(Sample(key=f"SYN/{i:03d}", dataset="SYN" if split == "train" else "SYNTEST",
+                              image=str(path), pose=pose, box=(4.0, 4.0, 44.0, 44.0), split=split))
+    manifest = root / "manifest.csv"
+    write_manifest(manifest, samples)
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    torch.set_num_threads(1)
+    return make_manifest(tmp_path_factory.mktemp("data"))
+
+
+def small_fit(manifest, out, settings, on_step=None, val=True):
+    samples = load_samples(manifest, split="train")
+    train_set = PoseDataset(samples[:16], 32, AugmentConfig(), seed=settings.seed)
+    val_set = PoseDataset(samples[16:], 32) if val else None
+    torch.manual_seed(settings.seed)
+    model = build_model("resnet18", input_size=32)
+    meta = checkpoint_meta(model, {"lr": settings.lr}, file_sha256(manifest))
+    summary = fit(model, teacher_loss, train_set, val_set, settings, out / "state", out / "best.pt", meta,
+                  on_step=on_step)
+    return model, summary
+
+
+def test_epoch_batches_same_global_batch_for_any_world_size():
+    one = list(EpochBatches(20, 8, seed=3))
+    ranks = [EpochBatches(20, 8, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    two = [a + b for a, b in zip(*ranks)]
+    assert one == two and len(one) == 2
+    resumed = EpochBatches(20, 8, seed=3)
+    resumed.set_epoch(0, start_step=1)
+    assert list(resumed) == one[1:]
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        EpochBatches(4, 8, seed=0)
+
+
+def test_resume_after_a_kill_continues_where_it_stopped(manifest, tmp_path):
+    # 2 steps per epoch; 'last' is written only at epoch ends, so a kill after step 3 loses it
+    settings = TrainSettings(epochs=2, batch_size=8, lr=1e-3, workers=0, checkpoint_every=100)
+    full, summary = small_fit(manifest, tmp_path / "full", settings)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_step_3(step):
+        if step == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        small_fit(manifest, tmp_path / "cut", settings, on_step=kill_after_step_3)
+    steps_seen = []
+    resumed, summary2 = small_fit(manifest, tmp_path / "cut", settings, on_step=steps_seen.append)
+    assert steps_seen == [3, 4]  # epoch 1 was not redone; step 3 was, from the epoch-end state
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert summary2["best_val_mae"] == pytest.approx(summary["best_val_mae"], abs=1e-9)
+    assert [h["epoch"] for h in summary2["history"]] == [1, 2]
+
+
+def test_worker_processes_do_not_change_results(manifest, tmp_path):
+    runs = [small_fit(manifest, tmp_path / f"w{w}", TrainSettings(epochs=1, batch_size=8, lr=1e-3, workers=w),
+                      val=False)[0] for w in (0, 2)]
+    for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_metrics_helpers(manifest):
+    assert mae_summary([[1, 2, 3], [1, 2, 3]], [[0, 0, 0], [2, 2, 2]]) == \
+        {"pitch": 1.0, "yaw": 1.0, "roll": 2.0, "mae": pytest.approx(4 / 3)}
+    assert trivial_mae([[0, 0, 0], [10, 10, 10]], [[5, 5, 5], [7, 5, 3]])["mae"] == pytest.approx(2 / 3)
+    model = build_model("resnet18", input_size=32).eval()
+    result = evaluate(model, load_samples(manifest), batch_size=16)
+    assert set(result) == {"SYN", "SYNTEST"}
+    assert set(result["SYN"]) == {"reg", "b1", "b2", "b3", "b4"}
+
+
+def test_bad_inputs_fail_early_naming_the_file(tmp_path):
+    (tmp_path / "img").mkdir()
+    sample = Sample(key="SYN/x", dataset="SYN", image=str(tmp_path / "img" / "gone.jpg"),
+                    pose=(0.0, 0.0, 0.0), box=(0.0, 0.0, 10.0, 10.0))
+    write_manifest(tmp_path / "m.csv", [sample])
+    with pytest.raises(ManifestError, match="m.csv: SYN/x: image file .*gone.jpg not found"):
+        load_samples(tmp_path / "m.csv")
+    train, val = holdout_split([sample] * 3, 0.0)
+    assert len(train) == 3 and not val
+
+
+def write_params(path, manifest, out, **extra):
+    block = {"manifest": str(manifest), "input_size": 32, "epochs": 2, "batch_size": 8, "lr": 1e-3,
+             "workers": 0, "val_fraction": 0.25, "grid_samples": 2,
+             "checkpoint": str(out / "teacher.pt"), "state_dir": str(out / "state"),
+             "metrics": str(out / "metrics.json"), "live_dir": str(out / "live"),
+             "grid": str(out / "grid.png"), **extra}
+    path.write_text(yaml.safe_dump({"train_teacher": block}))
+
+
+def test_stage_end_to_end(manifest, tmp_path):
+    from stages import train_teacher
+    params = tmp_path / "params.yaml"
+    write_params(params, manifest, tmp_path)
+    metrics = train_teacher.run(params, ["train_teacher.augment.coarse_dropout=false"])
+    model, meta = load_checkpoint(tmp_path / "teacher.pt")
+    assert meta["input_size"] == 32 and meta["config"]["augment"]["coarse_dropout"] is False
+    assert meta["manifest_sha256"] == file_sha256(manifest)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["test"]["SYNTEST"]["b1"]["mae"] == pytest.approx(metrics["test"]["SYNTEST"]["b1"]["mae"])
+    assert "SYNTEST" in saved["test_trivial"] and saved["val"]["trivial_mae"] > 0
+    assert (tmp_path / "grid.png").stat().st_size > 0
+    assert (tmp_path / "live" / "metrics.json").exists()
+
+
+def test_ddp_two_processes_match_one(manifest, tmp_path):
+    results = {}
+    for procs in (1, 2):
+        out = tmp_path / f"p{procs}"
+        params = tmp_path / f"params{procs}.yaml"
+        write_params(params, manifest, out, epochs=1, val_fraction=0.3, device="cpu")
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        script = tmp_path / "run_stage.py"
+        script.write_text(f"from stages import train_teacher\ntrain_teacher.run({str(params)!r})\n")
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
+               str(script)]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[procs] = json.loads((out / "metrics.json").read_text())["val"]["mae"]
+    # same global batches and augmentations; only BatchNorm statistics differ (per-process batch)
+    assert abs(results[1] - results[2]) < 0.15 * results[1], results
