@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import pose as posemod
 from pipeline.datasets import READERS, DatasetError, aflw, aflw2000, biwi, landmark_box, w300lp
-from tests.fixtures_formats import (face_landmarks, pose_txt, write_3ddfa, write_aflw,
+from fixtures_formats import (face_landmarks, pose_txt, write_3ddfa, write_aflw,
                                     write_biwi_frame, write_image)
 
 

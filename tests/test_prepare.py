@@ -16,7 +16,7 @@ from pipeline.config import ConfigError
 from pipeline.datasets import DatasetError
 from pipeline.manifest import file_sha256, read_manifest
 from stages import get_stage
-from tests.fixtures_formats import face_landmarks, write_3ddfa, write_biwi_frame, write_box_json
+from fixtures_formats import face_landmarks, write_3ddfa, write_biwi_frame, write_box_json
 
 
 def _dataset(root: Path) -> Path:

@@ -7,7 +7,7 @@ import pytest
 from pipeline import pose as posemod
 from pipeline.datasets import DatasetError
 from pipeline.protocols import BIWI_TEST_SUBJECTS, build
-from tests.fixtures_formats import (face_landmarks, write_3ddfa, write_aflw, write_biwi_frame,
+from fixtures_formats import (face_landmarks, write_3ddfa, write_aflw, write_biwi_frame,
                                     write_box_json)
 
 
