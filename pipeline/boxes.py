@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
 
 from .manifest import Sample, _fmt, atomic_write_bytes
+from .errors import PipelineError
 
 Box = tuple[float, float, float, float]
 BOXES_COLUMNS = ("key", "x1", "y1", "x2", "y2", "source")
 
 
-class BoxFileError(ValueError):
+class BoxFileError(PipelineError):
     pass
 
 

@@ -24,6 +24,7 @@ def run_stage(
     """Run one DVC stage by name (what every dvc.yaml cmd calls)."""
     from stages import STAGES, get_stage
     from .config import ConfigError
+    from .errors import PipelineError
 
     try:
         module = get_stage(name)
@@ -38,6 +39,9 @@ def run_stage(
     except ConfigError as exc:
         typer.echo(f"config error: {exc}", err=True)
         raise typer.Exit(2)
+    except PipelineError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
 
 
 def main():

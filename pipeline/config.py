@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
+from .errors import PipelineError
 
 DEFAULT_PARAMS = Path("params.yaml")
 
 
-class ConfigError(ValueError):
+class ConfigError(PipelineError):
     pass
 
 

@@ -15,12 +15,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from .errors import PipelineError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-class ImageError(ValueError):
+class ImageError(PipelineError):
     pass
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
+from .errors import PipelineError
 
 COLUMNS = ("key", "dataset", "split", "subject", "image",
            "pitch", "yaw", "roll", "x1", "y1", "x2", "y2")
@@ -34,7 +35,7 @@ class Sample:
     landmarks: Optional[np.ndarray] = field(default=None, compare=False, repr=False)  # (K, 2)
 
 
-class ManifestError(ValueError):
+class ManifestError(PipelineError):
     pass
 
 

@@ -20,11 +20,12 @@ from tqdm import tqdm
 
 from .. import pose as posemod
 from ..manifest import Sample
+from ..errors import PipelineError
 
 T = TypeVar("T")
 
 
-class DatasetError(ValueError):
+class DatasetError(PipelineError):
     """Bad input in a dataset; the message starts with the offending file."""
 
 
