@@ -16,6 +16,7 @@ from torch import nn
 from torchvision import models
 
 from . import bins
+from .errors import PipelineError
 from .manifest import file_sha256
 from .pose import ANGLE_NAMES, CONVENTION
 
@@ -23,11 +24,11 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 DEFAULT_INPUT_SIZE = 224
 
 
-class WeightsError(RuntimeError):
+class WeightsError(PipelineError):
     pass
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PipelineError):
     pass
 
 

@@ -59,6 +59,7 @@ class TrainTeacherConfig:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.input_size < 16:
             raise ValueError(f"input_size must be >= 16 pixels, got {self.input_size}")
+        self.settings()  # validates the training settings while the config is parsed
 
     def settings(self) -> TrainSettings:
         return TrainSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
