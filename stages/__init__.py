@@ -6,6 +6,7 @@ import importlib
 
 # DVC stage name -> module in this package (dvc.yaml runs `pipeline run-stage <name>`).
 STAGES = {
+    "synth": "synth",
     "prepare": "prepare",
 }
 
