@@ -44,14 +44,19 @@ def check_samples(samples: Sequence[Sample], where: str) -> None:
             raise ManifestError(f"{where}: {s.key}: box {s.box} is empty")
 
 
-def holdout_split(samples: Sequence[Sample], fraction: float) -> tuple[list[Sample], list[Sample]]:
-    """(train, validation): a stable ``fraction`` of the groups (subject if set, else key),
-    chosen by hash, so the slice does not move when the manifest grows or is reordered."""
+def holdout_split(samples: Sequence[Sample], fraction: float, group_by: str = "subject"
+                  ) -> tuple[list[Sample], list[Sample]]:
+    """(train, validation): a stable ``fraction`` of the groups, chosen by hash, so the slice
+    does not move when the manifest grows or is reordered. ``group_by="subject"`` keeps all
+    images of a face/person (and its _Flip copy) on one side; samples without a subject, or
+    ``group_by="key"``, are grouped one by one."""
     if not 0 <= fraction < 1:
         raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
+    if group_by not in ("subject", "key"):
+        raise ValueError(f"group_by must be 'subject' or 'key', got {group_by!r}")
 
     def held_out(s: Sample) -> bool:
-        group = f"{s.dataset}/{s.subject}" if s.subject else s.key
+        group = f"{s.dataset}/{s.subject}" if s.subject and group_by == "subject" else s.key
         digest = hashlib.sha256(group.encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2 ** 64 < fraction
 

@@ -158,6 +158,7 @@ def fit(model: HeadPoseNet, loss_fn: LossFn, train_set, val_set, settings: Train
     loader = DataLoader(train_set, batch_sampler=batches, num_workers=settings.workers,
                         persistent_workers=settings.workers > 0, pin_memory=ctx.device.type == "cuda")
     timing = {"data_wait_s": 0.0, "compute_s": 0.0, "images": 0}
+    steps_this_call = 0
     images_per_step = batches.per_rank * ctx.world_size
     for epoch in range(state["epoch"], settings.epochs):
         batches.set_epoch(epoch, state["step"])
@@ -179,9 +180,11 @@ def fit(model: HeadPoseNet, loss_fn: LossFn, train_set, val_set, settings: Train
             mae = float((bins.decode_logits(outputs[head].detach(), head_bin) - batch["pose"]).abs().mean())
             _sync(ctx.device)
             done = time.perf_counter()
-            timing["data_wait_s"] += got_data - tick
-            timing["compute_s"] += done - got_data
-            timing["images"] += images_per_step
+            if steps_this_call:  # the first step (worker start-up, allocations) is warm-up
+                timing["data_wait_s"] += got_data - tick
+                timing["compute_s"] += done - got_data
+                timing["images"] += images_per_step
+            steps_this_call += 1
             state["step"] += 1
             state["global_step"] += 1
             loss_value = float(loss.detach())

@@ -1,7 +1,8 @@
 """DVC stage ``train-teacher``: stage 1 of the paper (section 3.2, recipe of section 5.2).
 
 Train = the manifest's train split minus a held-out validation slice (``val_fraction`` of
-the subjects/keys, chosen by hash: :func:`pipeline.data.holdout_split`). The best epoch by
+the subjects, or of the keys with ``val_group: key``, chosen by hash:
+:func:`pipeline.data.holdout_split`). The best epoch by
 validation MAE of the bin-1 head is kept; the protocol's test sets are never used for the
 choice, only evaluated at the end (with the trivial mean-pose predictor beside them).
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 
@@ -39,6 +40,7 @@ class TrainTeacherConfig:
     bin_sizes: tuple[int, ...] = (1, 2, 3, 4)
     regression: bool = True
     val_fraction: float = 0.1
+    val_group: Literal["subject", "key"] = "subject"   # what the held-out slice keeps together
     epochs: int = 8
     batch_size: int = 32
     lr: float = 1e-3
@@ -72,7 +74,7 @@ def train_teacher(cfg: TrainTeacherConfig, on_step=None) -> Optional[dict]:
     ctx = setup(cfg.device)
     try:
         samples = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)
-        train_samples, val_samples = holdout_split(samples, cfg.val_fraction)
+        train_samples, val_samples = holdout_split(samples, cfg.val_fraction, cfg.val_group)
         train_set = PoseDataset(train_samples, cfg.input_size, cfg.augment, seed=cfg.seed)
         val_set = PoseDataset(val_samples, cfg.input_size)
         if ctx.is_main:

@@ -124,8 +124,19 @@ def test_bad_inputs_fail_early_naming_the_file(tmp_path):
     write_manifest(tmp_path / "m.csv", [sample])
     with pytest.raises(ManifestError, match="m.csv: SYN/x: image file .*gone.jpg not found"):
         load_samples(tmp_path / "m.csv")
-    train, val = holdout_split([sample] * 3, 0.0)
-    assert len(train) == 3 and not val
+
+
+def test_holdout_keeps_a_subject_together_and_is_stable():
+    samples = [Sample(key=f"B/{s}/{i}", dataset="B", image="x", pose=(0.0, 0.0, 0.0), box=(0, 0, 1, 1),
+                      subject=f"{s:02d}") for s in range(20) for i in range(5)]
+    train, val = holdout_split(samples, 0.3)
+    assert 0 < len(val) < len(samples)
+    assert not {s.subject for s in train} & {s.subject for s in val}
+    assert holdout_split(samples[::-1], 0.3)[1] == val[::-1]  # order does not move the slice
+    by_key = holdout_split(samples, 0.3, group_by="key")[1]
+    assert {s.subject for s in train} & {s.subject for s in by_key}
+    with pytest.raises(ValueError, match="fraction"):
+        holdout_split(samples, 1.0)
 
 
 def write_params(path, manifest, out, **extra):
