@@ -37,6 +37,7 @@ import h5py
 import numpy as np
 
 from . import __version__, bins
+from .errors import PipelineError
 from .manifest import atomic_write_bytes
 from .pose import ANGLE_NAMES, CONVENTION
 
@@ -45,7 +46,7 @@ LIBVER = ("v110", "v110")
 PROB_DTYPE = np.float16
 
 
-class CacheError(ValueError):
+class CacheError(PipelineError):
     pass
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from . import bins
+from .errors import PipelineError
 from .image import crop_box
 
 # bf16 autocast vs fp32: the largest difference of any ensemble probability that we accept
@@ -29,7 +30,7 @@ from .image import crop_box
 AUTOCAST_PROB_TOL = 2e-3
 
 
-class EnsembleError(ValueError):
+class EnsembleError(PipelineError):
     pass
 
 

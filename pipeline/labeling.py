@@ -20,12 +20,13 @@ from tqdm import tqdm
 
 from . import bins
 from .cache import CacheBuilder, CacheError, CacheMeta
+from .errors import PipelineError
 from .ensemble import check_autocast, check_stride_padding, ensemble_distributions
 from .image import ImageError, check_box, crop_box, load_rgb, to_tensor
 from .manifest import Sample
 
 
-class LabelingError(RuntimeError):
+class LabelingError(PipelineError):
     pass
 
 
