@@ -11,7 +11,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Head-pose knowledge distillation with a cached convolutional-ensemble teacher.")
 
 # Modules that add commands to `app` (spaCy style: each command lives with its code).
-_COMMAND_MODULES: tuple[str, ...] = ("pipeline.bench_cli", "pipeline.synth.cli")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "pipeline.bench_cli",
+    "pipeline.synth.cli",
+    "pipeline.inspect_cache",
+    "pipeline.benchmarks.labeling",
+)
 
 
 @app.command("run-stage")

@@ -8,6 +8,8 @@ import importlib
 STAGES = {
     "synth": "synth",
     "prepare": "prepare",
+    "ensemble-labels": "ensemble_labels",
+    "ensemble-grid": "ensemble_grid",
 }
 
 

@@ -3,8 +3,8 @@
 Outs: the manifest CSV (``pipeline.manifest``: sorted, fixed formatting, same bytes for the
 same inputs) and a JSON report with the protocol, every per-dataset count (read, bad,
 out of range, no box, kept, train/test), the skipped files and the manifest sha256.
-With ``synthetic: true`` the ``synth`` block's generator writes the dataset in the real
-formats first and ``data_root`` is its ``out_dir`` (``prepare.data_root`` is then unused).
+In the default profile ``data_root`` is ``data/synth``, written in the real formats by the
+``synth`` stage (``pipeline synth``), so synthetic and real data go through the same readers.
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from pipeline.manifest import atomic_write_bytes, manifest_bytes
 @dataclass(frozen=True)
 class PrepareConfig:
     protocol: Literal[1, 2, 3] = 1
-    synthetic: bool = False
     data_root: Path = Path("data/raw")          # holds 300W_LP/, AFLW2000/, BIWI/, AFLW/
     box_files: dict[str, Path] = field(default_factory=dict)  # dataset -> published JSON
     on_bad: Literal["error", "skip"] = "error"
@@ -62,14 +61,7 @@ def prepare(cfg: PrepareConfig, data_root: Path) -> dict:
 
 def run(params_path: str | Path = DEFAULT_PARAMS, overrides=(), item=None) -> dict:
     cfg = stage_config("prepare", PrepareConfig, params_path, overrides)
-    data_root = cfg.data_root
-    if cfg.synthetic:
-        from pipeline.synth import SynthConfig, generate  # only the synthetic profile needs it
-
-        synth_cfg = stage_config("synth", SynthConfig, params_path, overrides)
-        generate(synth_cfg)
-        data_root = Path(synth_cfg.out_dir)
-    report = prepare(cfg, data_root)
+    report = prepare(cfg, cfg.data_root)
     for line in summary_lines(report):
         print(line)
     return report

@@ -1,11 +1,8 @@
 """The prepare stage: params -> manifest + report, byte-reproducible, atomic on failure,
-and the synthetic profile's wiring to ``pipeline.synth`` (stubbed here)."""
+and the embedded synthetic dataset read through the real readers."""
 from __future__ import annotations
 
 import json
-import sys
-import types
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,7 +27,7 @@ def _dataset(root: Path) -> Path:
 
 
 def _params(tmp_path: Path, **prepare) -> Path:
-    block = {"protocol": 1, "synthetic": False, "data_root": str(tmp_path / "data"),
+    block = {"protocol": 1, "data_root": str(tmp_path / "data"),
              "box_files": {"BIWI": str(tmp_path / "data/boxes/BIWI.json")},
              "manifest": str(tmp_path / "out/manifest.csv"),
              "report": str(tmp_path / "out/prepare-report.json"), **prepare}
@@ -94,29 +91,21 @@ def test_config_errors_name_the_key(tmp_path):
         get_stage("prepare").run(params, ["prepare.boxes=x"])
 
 
-def test_synthetic_profile_generates_then_reads(tmp_path, monkeypatch):
-    """With synthetic: true the stage calls pipeline.synth.generate with the synth block and
-    reads cfg.out_dir (stub generator: the real one is tested in its own module)."""
-    calls = []
+def test_reads_the_embedded_synthetic_dataset(tmp_path):
+    """The synth generator's output goes through the real readers: protocols 1 and 3."""
+    from pipeline.synth import SynthConfig, generate
 
-    @dataclass(frozen=True)
-    class SynthConfig:
-        out_dir: Path = Path("data/synth")
-        seed: int = 0
-
-    def generate(cfg):
-        calls.append(cfg)
-        _dataset(Path(cfg.out_dir))
-
-    monkeypatch.setitem(sys.modules, "pipeline.synth",
-                        types.SimpleNamespace(SynthConfig=SynthConfig, generate=generate))
     out_dir = tmp_path / "synth"
-    params = _params(tmp_path, synthetic=True, data_root="does/not/exist",
+    generate(SynthConfig(out_dir=out_dir, train_count=12, aflw2000_count=6, biwi_subjects=8,
+                         biwi_frames=2, out_of_range=0.0, image_size=64, workers=1,
+                         contact_per_set=2))
+    params = _params(tmp_path, data_root=str(out_dir),
                      box_files={"BIWI": str(out_dir / "boxes/BIWI.json")})
-    data = yaml.safe_load(params.read_text())
-    data["synth"] = {"out_dir": str(out_dir), "seed": 3}
-    params.write_text(yaml.safe_dump(data))
     report = get_stage("prepare").run(params, [])
-    assert calls == [SynthConfig(out_dir=out_dir, seed=3)]
-    assert report["data_root"] == str(out_dir)
-    assert (report["samples"], report["test"]) == (4, 2)
+    sets = report["datasets"]
+    assert sets["300W_LP"]["train"] == sets["300W_LP"]["read"] >= 12  # plus mirrored copies
+    assert sets["AFLW2000"]["test"] == 6 and sets["BIWI"]["test"] == 16
+    p3 = get_stage("prepare").run(params, ["prepare.protocol=3"])
+    biwi = read_manifest(tmp_path / "out/manifest.csv")
+    test_subjects = {s.subject for s in biwi if s.split == "test"}
+    assert p3["test"] == 4 and test_subjects == {"06", "07"}
