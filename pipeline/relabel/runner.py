@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from multiprocessing import Pool
+import multiprocessing
 from typing import Optional, Protocol, Sequence
 
 import cv2
@@ -146,7 +146,11 @@ def relabel_samples(samples: Sequence[Sample], config: RelabelConfig,
         task = functools.partial(_safe_relabel, detector, config)
         outcomes = [task(s) for s in tqdm(ordered, **bar)]
     else:
-        with Pool(workers, initializer=_init_worker, initargs=(detector, config)) as pool:
+        # forkserver, not fork: a child forked from a parent whose OpenCV/torch thread pools
+        # have run can deadlock (seen with cv2 here); the server is a fresh single-threaded process.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        with context.Pool(workers, initializer=_init_worker, initargs=(detector, config)) as pool:
             outcomes = list(tqdm(pool.imap(_pool_task, ordered, chunksize=config.chunksize), **bar))
     errors = [o.error for o in outcomes if o.error is not None]
     if errors:
