@@ -132,7 +132,8 @@ def test_json_backend_picks_split_face_id_and_iou(tmp_path):
                          {"bbox": [100, 100, 140, 140], "type": "train"}],
         "AFW/img2.jpg": [{"bbox": [10, 10, 50, 50], "faceid": 0},
                          {"bbox": [14, 14, 54, 54], "faceid": 1}],
-        "AFW/img3.jpg": [{"bbox": [10, 10, 50, 50], "type": "train"}],
+        "AFW/img3.jpg": [{"bbox": [13, 13, 53, 53], "type": "train"}],    # only the other split
+        "AFW/none.jpg": [],
         "AFW/far.jpg": [{"bbox": [900, 900, 950, 950]}],                 # outside the image
         "HELEN/img4.jpg": [{"bbox": [11, 11, 51, 51]}],
     })
@@ -140,6 +141,7 @@ def test_json_backend_picks_split_face_id_and_iou(tmp_path):
         sample("300W_LP/AFW/img1", "no/image/needed.jpg", ref),
         sample("300W_LP/AFW/img2#1", "x.jpg", ref),
         sample("300W_LP/AFW/img3", "x.jpg", ref, split="test"),
+        sample("300W_LP/AFW/none", "x.jpg", ref),
         sample("300W_LP/AFW/far", "x.jpg", ref),
         sample("300W_LP/AFW/unlisted", "x.jpg", ref),
         sample("300W_LP/renamed/4", "/elsewhere/root/HELEN/img4.png", ref),   # found by image path
@@ -147,11 +149,12 @@ def test_json_backend_picks_split_face_id_and_iou(tmp_path):
     outcomes = {o.key: o for o in relabel_samples(samples, config(backend="json", json_files={"300W_LP": box_file}))}
     assert outcomes["300W_LP/AFW/img1"].box == (12.0, 12.0, 52.0, 52.0)
     assert outcomes["300W_LP/AFW/img2#1"].box == (14.0, 14.0, 54.0, 54.0)
-    assert outcomes["300W_LP/AFW/img3"].source == "fallback:no_face"
+    assert outcomes["300W_LP/AFW/img3"].box == (13.0, 13.0, 53.0, 53.0)
+    assert outcomes["300W_LP/AFW/none"].source == "fallback:no_face"
     assert outcomes["300W_LP/AFW/far"].source == "fallback:low_iou"
     assert outcomes["300W_LP/AFW/unlisted"].source == "fallback:not_in_box_file"
     assert outcomes["300W_LP/renamed/4"].box == (11.0, 11.0, 51.0, 51.0)
-    assert {o.source for k, o in outcomes.items() if "img" in k and "img3" not in k} == {"json"}
+    assert {o.source for k, o in outcomes.items() if "img" in k or "renamed" in k} == {"json"}
 
 
 @pytest.mark.parametrize("content, problem", [
@@ -251,7 +254,11 @@ def test_landmarks_backend_through_the_stage(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["fallbacks"] == 0
 
 
-def test_config_rejects_unknown_backend(tmp_path):
-    params = write_params(tmp_path / "params.yaml", {"backend": "mtcnn"})
-    with pytest.raises(ConfigError, match="relabel.backend"):
-        stage_config("relabel", RelabelConfig, params)
+@pytest.mark.parametrize("block, problem", [
+    ({"backend": "mtcnn"}, "relabel.backend"),
+    ({"haar": {"scale_factor": 1.0}}, "scale_factor must be > 1"),
+    ({"min_iou": 1.5}, "min_iou must be in"),
+])
+def test_config_rejects_bad_values(tmp_path, block, problem):
+    with pytest.raises(ConfigError, match=problem):
+        stage_config("relabel", RelabelConfig, write_params(tmp_path / "params.yaml", block))

@@ -14,6 +14,11 @@ class HaarConfig:
     min_neighbors: int = 5
     min_size: int = 24             # smallest face side in pixels
 
+    def __post_init__(self):
+        if self.scale_factor <= 1.0 or self.min_neighbors < 0 or self.min_size < 1:
+            raise ValueError("haar: scale_factor must be > 1, min_neighbors >= 0, min_size >= 1 "
+                             f"(got {self.scale_factor}, {self.min_neighbors}, {self.min_size})")
+
 
 @dataclass(frozen=True)
 class YuNetConfig:
@@ -30,7 +35,7 @@ class RelabelConfig:
     report: Path = Path("data/relabel-report.json")
     backend: Literal["haar", "yunet", "landmarks", "json"] = "landmarks"
     landmark_scale: float = 1.2    # fallback / landmarks box: square of side scale * max(w, h)
-    min_iou: float = 0.3           # a detection below this IoU with the landmark box falls back
+    min_iou: float = 0.2           # a detection below this IoU with the landmark box falls back
     haar: HaarConfig = field(default_factory=HaarConfig)
     yunet: YuNetConfig = field(default_factory=YuNetConfig)
     json_files: dict[str, Path] = field(default_factory=dict)   # dataset -> published box file

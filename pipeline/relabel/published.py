@@ -4,8 +4,10 @@ One file per dataset (``relabel.json_files``: dataset -> path), in the authors' 
 (:mod:`pipeline.boxes`). A sample is found by its key ``<dataset>/<relative path without
 suffix>[#face]``: the file's names are compared without their suffix, first with the key's
 relative path, then with the trailing parts of the sample's image path (for files written
-against another dataset root). Only faces whose ``type`` is absent or equals the sample's
-split are candidates; ``#face`` selects the face with that ``faceid`` when the file has one,
+against another dataset root). Faces whose ``type`` is absent or equals the sample's split
+are preferred; the others are used only when no such face exists, because a file's types
+follow its author's protocol (BIWI's file marks the protocol-3 split while protocol 1 tests
+on all of BIWI; same rule as :func:`pipeline.protocols.published_box`). ``#face`` selects the face with that ``faceid`` when the file has one,
 else all candidates go to :func:`pipeline.relabel.matching.choose_box` (IoU with the
 landmark box), like a detector's.
 """
@@ -59,11 +61,11 @@ class PublishedBoxes:
         return None
 
     def detect(self, image: Optional[np.ndarray], sample: Sample) -> Optional[list[Box]]:
-        """Candidate boxes for this face ([] if none of its split), None if the image is not listed."""
+        """Candidate boxes for this face, None if the image is not listed."""
         faces = self._lookup(sample)
         if faces is None:
             return None
-        faces = [f for f in faces if f.type is None or f.type == sample.split]
+        faces = [f for f in faces if f.type in (None, sample.split)] or faces
         faceid = split_key(sample)[1]
         by_id = [f.bbox for f in faces if faceid is not None and f.faceid == faceid]
         return by_id or [f.bbox for f in faces]

@@ -4,7 +4,7 @@ For every manifest sample: the detector's candidates -> the one that best matche
 sample's landmark box (:mod:`.matching`) -> accepted if its IoU reaches ``min_iou``, else
 the enlarged landmark box (:mod:`.landmarks`) with a counted fallback reason:
 
-* ``no_face``          the detector found no face (json: no face of the sample's split);
+* ``no_face``          the detector found no face (json: the image is listed with no face);
 * ``low_iou``          the best face overlaps the landmark box less than ``min_iou``
                        (also catches a published box that lies outside the image);
 * ``not_in_box_file``  json backend: the image is not listed in the dataset's box file.
