@@ -8,16 +8,19 @@ of :mod:`pipeline.losses` and any dataset whose items are dicts with "image" and
   (seed, epoch, index); the global batch of step k is the same for any number of processes;
 * resume: ``<state_dir>/last.pt`` (model, optimizer, epoch, step, best, RNG, history) is
   written atomically every ``checkpoint_every`` steps and at each epoch end; a rerun with the
-  same config continues from it (a changed config, other than the keys in RESUME_FREE,
-  starts afresh);
-* the best checkpoint by validation MAE of the prediction head (``best_path``);
+  same config (keys in RESUME_FREE may change), manifest and training code continues from
+  it, anything else starts afresh;
+* the best checkpoint by validation MAE of the prediction head: ``<state_dir>/best.pt``,
+  copied to ``best_path`` at the end (so a rerun of a finished run re-exports it);
 * DDP under ``torchrun`` (:mod:`pipeline.distributed`); rank 0 validates, saves and logs;
 * DVCLive metrics per epoch, a tqdm bar (images, loss, MAE, rate, ETA), and the split of
   step time into waiting for data and computing.
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +41,16 @@ from .model import HeadPoseNet
 LossFn = Callable[[dict, dict], tuple[torch.Tensor, dict]]
 # config keys that may change between an interrupted run and its resumption
 RESUME_FREE = frozenset({"epochs", "workers", "device", "checkpoint_every"})
+# modules whose change makes an interrupted run's state stale
+_CODE_MODULES = ("augment", "bins", "data", "image", "losses", "model", "pose", "train")
+
+
+def code_fingerprint() -> str:
+    """sha256 over the source of the modules that decide what training computes."""
+    h = hashlib.sha256()
+    for name in _CODE_MODULES:
+        h.update((Path(__file__).parent / f"{name}.py").read_bytes())
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -96,10 +109,10 @@ def _save(path: Path, payload: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _resumable(last: dict, meta: dict) -> bool:
+def _resumable(last: dict, meta: dict, code: str) -> bool:
     def key(m):
         return ({k: v for k, v in m["config"].items() if k not in RESUME_FREE}, m["manifest_sha256"])
-    return key(last["meta"]) == key(meta)
+    return key(last["meta"]) == key(meta) and last.get("code") == code
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
@@ -121,8 +134,8 @@ def fit(model: HeadPoseNet, loss_fn: LossFn, train_set, val_set, settings: Train
     ``on_step(global_step)`` is called after each optimizer step (tests use it to simulate
     a kill)."""
     ctx = ctx or setup(settings.device)
-    state_path = Path(state_dir) / "last.pt"
-    best_path = Path(best_path)
+    state_path, state_best = Path(state_dir) / "last.pt", Path(state_dir) / "best.pt"
+    code = code_fingerprint()
     head, head_bin = model.prediction_head, model.bin_sizes[0]
     model.to(ctx.device)
     net = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None) \
@@ -134,7 +147,7 @@ def fit(model: HeadPoseNet, loss_fn: LossFn, train_set, val_set, settings: Train
              "history": []}
     if state_path.is_file():
         last = torch.load(state_path, map_location=ctx.device, weights_only=True)
-        if _resumable(last, meta):
+        if _resumable(last, meta, code):
             model.load_state_dict(last["model"])
             optimizer.load_state_dict(last["optimizer"])
             torch.set_rng_state(last["torch_rng"].cpu())
@@ -142,11 +155,11 @@ def fit(model: HeadPoseNet, loss_fn: LossFn, train_set, val_set, settings: Train
             if ctx.is_main:
                 print(f"resuming from {state_path}: epoch {state['epoch']}, step {state['step']}")
         elif ctx.is_main:
-            print(f"{state_path}: written with another config or manifest; starting afresh")
+            print(f"{state_path}: written with another config, manifest or code; starting afresh")
 
     def save_last(epoch: int, step: int) -> None:
         if ctx.is_main:
-            _save(state_path, {"model": model.state_dict(), "meta": meta,
+            _save(state_path, {"model": model.state_dict(), "meta": meta, "code": code,
                                "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                                **state, "epoch": epoch, "step": step})
 
@@ -214,7 +227,7 @@ def fit(model: HeadPoseNet, loss_fn: LossFn, train_set, val_set, settings: Train
                 val_mae = record[f"val_{head}_mae"]
             if not has_val or val_mae <= state["best_mae"]:  # without validation the last epoch wins
                 state["best_mae"], state["best_epoch"] = val_mae, epoch + 1
-                _save(best_path, {"model": model.state_dict(),
+                _save(state_best, {"model": model.state_dict(),
                                   "meta": {**meta, "epoch": epoch + 1, "val_mae": val_mae}})
             state["history"].append(record)
             if live is not None:
@@ -229,6 +242,11 @@ def fit(model: HeadPoseNet, loss_fn: LossFn, train_set, val_set, settings: Train
         barrier(ctx)
     if live is not None:
         live.end()
+    if ctx.is_main and Path(best_path).resolve() != state_best.resolve():
+        tmp = Path(best_path).with_name(f".{Path(best_path).name}.tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(state_best, tmp)
+        tmp.replace(best_path)
     wall = timing["data_wait_s"] + timing["compute_s"]
     return {"best_val_mae": state["best_mae"], "best_epoch": state["best_epoch"],
             "history": state["history"],

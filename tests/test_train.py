@@ -99,6 +99,12 @@ def test_resume_after_a_kill_continues_where_it_stopped(manifest, tmp_path):
     assert summary2["best_val_mae"] == pytest.approx(summary["best_val_mae"], abs=1e-9)
     assert [h["epoch"] for h in summary2["history"]] == [1, 2]
 
+    # a rerun of the finished run (as `dvc repro` does after deleting the outs) only re-exports
+    (tmp_path / "cut" / "best.pt").unlink()
+    again = []
+    small_fit(manifest, tmp_path / "cut", settings, on_step=again.append)
+    assert again == [] and (tmp_path / "cut" / "best.pt").is_file()
+
 
 def test_worker_processes_do_not_change_results(manifest, tmp_path):
     runs = [small_fit(manifest, tmp_path / f"w{w}", TrainSettings(epochs=1, batch_size=8, lr=1e-3, workers=w),
