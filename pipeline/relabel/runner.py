@@ -134,13 +134,11 @@ def _pool_task(sample: Sample) -> Outcome:
     return _safe_relabel(*_WORKER_STATE, sample)
 
 
-def relabel_samples(samples: Sequence[Sample], config: RelabelConfig,
-                    workers: Optional[int] = None) -> list[Outcome]:
+def relabel_samples(samples: Sequence[Sample], config: RelabelConfig) -> list[Outcome]:
     """Outcomes in key order; raises RelabelError (listing the files) if any sample failed."""
     ordered = sorted(samples, key=lambda s: s.key)
     detector = make_detector(config, {s.dataset for s in ordered})
-    workers = workers if workers is not None else (config.workers or os.cpu_count() or 1)
-    workers = max(1, min(workers, len(ordered)))
+    workers = max(1, min(config.workers or os.cpu_count() or 1, len(ordered)))
     bar = dict(total=len(ordered), desc=f"relabel ({config.backend})", unit="img", smoothing=0.05)
     if workers == 1:
         task = functools.partial(_safe_relabel, detector, config)
