@@ -8,6 +8,7 @@ import importlib
 STAGES = {
     "synth": "synth",
     "prepare": "prepare",
+    "relabel": "relabel",
     "ensemble-labels": "ensemble_labels",
     "ensemble-grid": "ensemble_grid",
 }
