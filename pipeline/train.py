@@ -176,7 +176,8 @@ def fit(model: HeadPoseNet, loss_fn: LossFn, train_set, val_set, settings: Train
     for epoch in range(state["epoch"], settings.epochs):
         batches.set_epoch(epoch, state["step"])
         net.train()
-        sums = {"loss": 0.0, "mae": 0.0, "n": 0}
+        sums: dict[str, float] = {}  # rank 0's running sums of the loss, its parts and the MAE
+        n_steps = 0
         bar = tqdm(total=batches.steps * images_per_step, initial=state["step"] * images_per_step,
                    unit="img", desc=f"epoch {epoch + 1}/{settings.epochs}", disable=not ctx.is_main,
                    dynamic_ncols=True)
@@ -201,9 +202,12 @@ def fit(model: HeadPoseNet, loss_fn: LossFn, train_set, val_set, settings: Train
             state["step"] += 1
             state["global_step"] += 1
             loss_value = float(loss.detach())
-            sums["loss"] += loss_value
-            sums["mae"] += mae
-            sums["n"] += 1
+            if not np.isfinite(loss_value):
+                raise FloatingPointError(f"loss became {loss_value} at step {state['global_step']} "
+                                         f"(epoch {epoch + 1}); try a lower lr")
+            for key, value in {"loss": loss_value, "mae": mae, **parts}.items():
+                sums[key] = sums.get(key, 0.0) + value
+            n_steps += 1
             bar.update(images_per_step)
             bar.set_postfix(loss=f"{loss_value:.3f}", mae=f"{mae:.2f}")
             if state["global_step"] % settings.checkpoint_every == 0:
@@ -214,8 +218,7 @@ def fit(model: HeadPoseNet, loss_fn: LossFn, train_set, val_set, settings: Train
         bar.close()
 
         record = {"epoch": epoch + 1}
-        if sums["n"]:
-            record.update(train_loss=sums["loss"] / sums["n"], train_mae=sums["mae"] / sums["n"])
+        record.update({f"train_{k}": v / n_steps for k, v in sums.items()})
         if ctx.is_main:
             has_val = val_set is not None and len(val_set) > 0
             val_mae = float("nan")

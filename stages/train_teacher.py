@@ -50,8 +50,8 @@ class TrainTeacherConfig:
     device: str = "auto"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     grid_samples: int = 6
-    checkpoint: Path = Path("models/teacher.pt")
-    state_dir: Path = Path("models/teacher-state")
+    checkpoint: Path = Path("checkpoints/teacher/best.pt")
+    state_dir: Path = Path("checkpoints/teacher-state")
     metrics: Path = Path("metrics/train-teacher.json")
     live_dir: Path = Path("dvclive/train-teacher")
     grid: Path = Path("plots/train-teacher-augment.png")
