@@ -15,6 +15,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "pipeline.bench_cli",
     "pipeline.synth.cli",
     "pipeline.inspect_cache",
+    "pipeline.benchmarks.train",
     "pipeline.benchmarks.labeling",
 )
 

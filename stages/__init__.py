@@ -9,6 +9,7 @@ STAGES = {
     "synth": "synth",
     "prepare": "prepare",
     "relabel": "relabel",
+    "train-teacher": "train_teacher",
     "ensemble-labels": "ensemble_labels",
     "ensemble-grid": "ensemble_grid",
 }
