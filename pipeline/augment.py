@@ -83,8 +83,19 @@ def pose_preserving_chain(cfg: AugmentConfig) -> Optional[A.Compose]:
     return A.Compose(steps) if steps else None
 
 
+@dataclass(frozen=True)
+class Augmented:
+    """One augmented crop, its corrected pose and the pose-changing steps taken (rotation by
+    ``angle_ccw`` degrees first, then the mirror if ``flip``), for labels that must follow."""
+    crop: np.ndarray
+    pose: np.ndarray
+    flip: bool
+    angle_ccw: float
+
+
 class Augmenter:
-    """(image, box, pose, rng) -> (size x size RGB crop, corrected pose)."""
+    """(image, box, pose, rng) -> (size x size RGB crop, corrected pose);
+    :meth:`apply` also reports the flip and the rotation angle."""
 
     def __init__(self, cfg: AugmentConfig, size: int):
         self.cfg = cfg
@@ -92,6 +103,10 @@ class Augmenter:
         self.chain = pose_preserving_chain(cfg)
 
     def __call__(self, image: np.ndarray, box, pose, rng: np.random.Generator):
+        out = self.apply(image, box, pose, rng)
+        return out.crop, out.pose
+
+    def apply(self, image: np.ndarray, box, pose, rng: np.random.Generator) -> Augmented:
         flip = bool(self.cfg.flip and rng.random() < 0.5)
         angle = float(rng.uniform(-self.cfg.rotate, self.cfg.rotate)) if self.cfg.rotate > 0 else 0.0
         crop = warp_crop(image, box, self.size, angle, flip)
@@ -103,7 +118,7 @@ class Augmenter:
         if self.chain is not None:
             self.chain.set_random_seed(int(rng.integers(2 ** 31)))
             crop = self.chain(image=crop)["image"]
-        return crop, new_pose
+        return Augmented(crop, new_pose, flip, angle)
 
 
 def augmentation_grid(samples: Sequence[Sample], cfg: AugmentConfig, size: int, seed: int,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .augment import AugmentConfig, Augmenter, sample_rng, warp_crop
+from .augment import AugmentConfig, Augmented, Augmenter, sample_rng, warp_crop
 from .boxes import apply_boxes, read_boxes
 from .image import check_box, load_rgb, to_tensor
 from .manifest import ManifestError, Sample, read_manifest
@@ -79,14 +79,17 @@ class PoseDataset(Dataset):
     def poses(self) -> np.ndarray:
         return np.array([s.pose for s in self.samples], dtype=np.float64).reshape(-1, 3)
 
-    def __getitem__(self, item) -> dict:
+    def view(self, item) -> tuple[int, Augmented]:
+        """(index, the crop with its pose and the pose-changing steps taken) of an item."""
         epoch, index = item if isinstance(item, tuple) else (0, item)
         sample = self.samples[index]
         image = load_rgb(sample.image)
         box = check_box(sample.box, image.shape[1], image.shape[0], where=f"{sample.key} ({sample.image})")
         if self.augmenter is None:
-            crop, pose = warp_crop(image, box, self.size), np.asarray(sample.pose)
-        else:
-            crop, pose = self.augmenter(image, box, sample.pose, sample_rng(self.seed, epoch, index))
-        return {"image": to_tensor(crop), "pose": torch.as_tensor(pose, dtype=torch.float32),
+            return index, Augmented(warp_crop(image, box, self.size), np.asarray(sample.pose), False, 0.0)
+        return index, self.augmenter.apply(image, box, sample.pose, sample_rng(self.seed, epoch, index))
+
+    def __getitem__(self, item) -> dict:
+        index, view = self.view(item)
+        return {"image": to_tensor(view.crop), "pose": torch.as_tensor(view.pose, dtype=torch.float32),
                 "index": index}

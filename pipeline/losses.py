@@ -35,3 +35,19 @@ def teacher_loss(outputs: dict[str, torch.Tensor], batch: dict) -> tuple[torch.T
             parts[name] = rvc_cross_entropy(logits, pose, int(name[1:]))
     total = sum(parts.values()) / len(parts)
     return total, {f"loss_{k}": float(v.detach()) for k, v in parts.items()}
+
+
+def distillation_loss(outputs: dict[str, torch.Tensor], batch: dict, w_cls: float = 0.05,
+                      head: str = "b1") -> tuple[torch.Tensor, dict]:
+    """Paper eq. 7: (w_cls * CE(ground truth) + KL(ensemble || student)) / 2 for the student's
+    single RvC head; CE and KL are each summed over the three angles (batch mean).
+
+    ``batch["pose"]`` (B, 3) degrees, ``batch["teacher"]`` (B, 3, q) the ensemble distribution
+    of eq. 6 for the student's crop (from the cache, see :mod:`pipeline.distill`)."""
+    logits = outputs[head].float()
+    ce = rvc_cross_entropy(logits, batch["pose"], int(head[1:]))
+    teacher = batch["teacher"].float()
+    # KL(P || Q) = sum P (log P - log Q); kl_div takes log Q and P, and gives 0 where P = 0
+    kl = F.kl_div(torch.log_softmax(logits, dim=-1), teacher, reduction="none").sum(dim=(1, 2)).mean()
+    total = (w_cls * ce + kl) / 2
+    return total, {"loss_ce": float(ce.detach()), "loss_kl": float(kl.detach())}

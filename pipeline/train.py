@@ -24,7 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -42,13 +42,13 @@ LossFn = Callable[[dict, dict], tuple[torch.Tensor, dict]]
 # config keys that may change between an interrupted run and its resumption
 RESUME_FREE = frozenset({"epochs", "workers", "device", "checkpoint_every"})
 # modules whose change makes an interrupted run's state stale
-_CODE_MODULES = ("augment", "bins", "data", "image", "losses", "model", "pose", "train")
+TRAINING_CODE_MODULES = ("augment", "bins", "data", "image", "losses", "model", "pose", "train")
 
 
-def code_fingerprint() -> str:
-    """sha256 over the source of the modules that decide what training computes."""
+def code_fingerprint(modules: Sequence[str] = TRAINING_CODE_MODULES) -> str:
+    """sha256 over the source of the modules (of this package) that decide what training computes."""
     h = hashlib.sha256()
-    for name in _CODE_MODULES:
+    for name in modules:
         h.update((Path(__file__).parent / f"{name}.py").read_bytes())
     return h.hexdigest()
 
@@ -127,15 +127,16 @@ def _sync(device: torch.device) -> None:
 
 def fit(model: HeadPoseNet, loss_fn: LossFn, train_set, val_set, settings: TrainSettings,
         state_dir: str | Path, best_path: str | Path, meta: dict, live_dir: Optional[str | Path] = None,
-        ctx: Optional[DistContext] = None, on_step: Optional[Callable[[int], None]] = None) -> dict:
+        ctx: Optional[DistContext] = None, on_step: Optional[Callable[[int], None]] = None,
+        code_modules: Sequence[str] = TRAINING_CODE_MODULES) -> dict:
     """Train ``model`` with Adam; returns a summary (best MAE/epoch, history, timing).
 
     ``meta`` (from :func:`pipeline.model.checkpoint_meta`) goes into every checkpoint.
     ``on_step(global_step)`` is called after each optimizer step (tests use it to simulate
-    a kill)."""
+    a kill). ``code_modules``: the modules whose source keys resume (a caller adds its own)."""
     ctx = ctx or setup(settings.device)
     state_path, state_best = Path(state_dir) / "last.pt", Path(state_dir) / "best.pt"
-    code = code_fingerprint()
+    code = code_fingerprint(code_modules)
     head, head_bin = model.prediction_head, model.bin_sizes[0]
     model.to(ctx.device)
     net = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None) \

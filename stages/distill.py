@@ -1,0 +1,143 @@
+"""DVC stage ``distill`` (one per student backbone, dvc.yaml ``foreach: ${distill.students}``):
+train a student from the teacher cache with eq. 7 (paper section 3.4).
+
+Student = a ResNet of ``item`` with ONE RvC head of bin size 1 (no regression head). Target =
+the cached ensemble distribution, flipped/rotated with the crop (:mod:`pipeline.distill`);
+the teacher is never run. The cache is checked against the manifest, the keys, the boxes and
+(if ``teacher`` is set) the teacher checkpoint. Training is :func:`pipeline.train.fit`
+(validation slice, resume, DVCLive, torchrun); the checkpoint meta records the cache's
+sha256 and attributes. Outs per student: ``<checkpoint_dir>/<backbone>.pt``,
+``<state_dir>/<backbone>/``, ``<metrics_dir>/<backbone>.json``, ``<live_dir>/<backbone>/``.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+
+from pipeline.augment import AugmentConfig
+from pipeline.cache import TeacherCache
+from pipeline.config import DEFAULT_PARAMS, ConfigError, as_dict, stage_config
+from pipeline.data import PoseDataset, holdout_split, load_samples
+from pipeline.distill import DistillDataset, RotationRule, open_student_cache
+from pipeline.distributed import barrier, setup, teardown
+from pipeline.losses import distillation_loss
+from pipeline.manifest import atomic_write_bytes, file_sha256
+from pipeline.metrics import evaluate
+from pipeline.model import BACKBONES, build_model, checkpoint_meta, load_checkpoint
+from pipeline.train import TRAINING_CODE_MODULES, TrainSettings, fit
+
+STUDENT_BIN = 1
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    students: tuple[str, ...] = ("resnet18",)      # one DVC stage per backbone (foreach)
+    manifest: Path = Path("data/manifest.csv")
+    boxes: Optional[Path] = None                   # relabel boxes CSV; must be those the teacher saw
+    cache: Path = Path("cache/teacher-labels.h5")
+    teacher: Optional[Path] = Path("checkpoints/teacher/best.pt")  # checked against the cache; None: not checked
+    weights: str = "none"                          # none | imagenet | path of a weights file
+    input_size: int = 64
+    w_cls: float = 0.05                            # eq. 7 weight of the ground-truth CE
+    teacher_rotation: RotationRule = "shift"       # how the cached target follows a rotated crop
+    val_fraction: float = 0.1
+    val_group: Literal["subject", "key"] = "subject"
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    workers: int = 1
+    checkpoint_every: int = 50
+    device: str = "auto"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    checkpoint_dir: Path = Path("checkpoints/students")
+    state_dir: Path = Path("checkpoints/students-state")
+    metrics_dir: Path = Path("metrics/distill")
+    live_dir: Path = Path("dvclive/distill")
+
+    def __post_init__(self):
+        unknown = [b for b in self.students if b not in BACKBONES]
+        if unknown or not self.students:
+            raise ValueError(f"students must be backbones of {BACKBONES}, got {list(self.students)}")
+        if self.input_size < 16:
+            raise ValueError(f"input_size must be >= 16 pixels, got {self.input_size}")
+        if self.w_cls < 0:
+            raise ValueError(f"w_cls must be >= 0, got {self.w_cls}")
+        self.settings()
+
+    def settings(self) -> TrainSettings:
+        return TrainSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+                             workers=self.workers, checkpoint_every=self.checkpoint_every,
+                             device=self.device)
+
+    def checkpoint(self, backbone: str) -> Path:
+        return self.checkpoint_dir / f"{backbone}.pt"
+
+
+def cache_provenance(cache: TeacherCache) -> dict:
+    """What the student checkpoint records about its teacher labels."""
+    m = cache.meta
+    return {"path": str(cache.path), "sha256": file_sha256(cache.path), "teacher_sha256": m.teacher_sha256,
+            "manifest_sha256": m.manifest_sha256, "s": m.s, "p": m.p, "A": m.A,
+            "input_size": list(m.input_size), "bin_sizes": list(m.bin_sizes),
+            "convention": m.convention, "code_version": m.code_version, "schema_version": m.schema_version}
+
+
+def distill(cfg: DistillConfig, backbone: str, on_step=None) -> Optional[dict]:
+    """Train one student; returns its metrics on rank 0 (None on other ranks)."""
+    if backbone not in cfg.students:
+        raise ConfigError(f"distill: student {backbone!r} is not in distill.students {list(cfg.students)}")
+    ctx = setup(cfg.device)
+    try:
+        manifest_sha = file_sha256(cfg.manifest)
+        samples = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)
+        teacher_sha = file_sha256(cfg.teacher) if cfg.teacher is not None else None
+        cache = open_student_cache(cfg.cache, samples, manifest_sha, teacher_sha, STUDENT_BIN)
+        train_samples, val_samples = holdout_split(samples, cfg.val_fraction, cfg.val_group)
+        train_set = DistillDataset(train_samples, cache, cfg.input_size, cfg.augment, cfg.seed,
+                                   cfg.teacher_rotation, STUDENT_BIN)
+        val_set = PoseDataset(val_samples, cfg.input_size)
+        provenance = cache_provenance(cache)
+        if ctx.is_main:
+            print(f"distill {backbone}: {len(train_samples)} train, {len(val_samples)} validation samples; "
+                  f"teacher labels {cfg.cache} (A={provenance['A']}, s={provenance['s']}, p={provenance['p']})")
+        torch.manual_seed(cfg.seed)
+        model = build_model(backbone, (STUDENT_BIN,), regression=False, weights=cfg.weights,
+                            input_size=cfg.input_size)
+        # the cache's sha is part of the config: a new cache never resumes an old run
+        config = {**as_dict(cfg), "student": backbone, "cache_sha256": provenance["sha256"]}
+        meta = {**checkpoint_meta(model, config, manifest_sha), "teacher_cache": provenance}
+        loss = functools.partial(distillation_loss, w_cls=cfg.w_cls, head=f"b{STUDENT_BIN}")
+        summary = fit(model, loss, train_set, val_set, cfg.settings(), cfg.state_dir / backbone,
+                      cfg.checkpoint(backbone), meta, cfg.live_dir / backbone, ctx, on_step,
+                      code_modules=TRAINING_CODE_MODULES + ("distill", "cache"))
+        barrier(ctx)
+        if not ctx.is_main:
+            return None
+        best, _ = load_checkpoint(cfg.checkpoint(backbone), map_location=ctx.device)
+        test_samples = load_samples(cfg.manifest, split="test", boxes=cfg.boxes)
+        metrics = {"student": backbone, "best_epoch": summary["best_epoch"],
+                   "val": {"mae": summary["best_val_mae"]},
+                   "test": evaluate(best, test_samples, device=ctx.device) if test_samples else {},
+                   "timing": summary["timing"],
+                   "checkpoint_sha256": file_sha256(cfg.checkpoint(backbone)),
+                   "teacher_cache": provenance}
+        atomic_write_bytes(cfg.metrics_dir / f"{backbone}.json",
+                           (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
+        print(f"distill {backbone}: best epoch {metrics['best_epoch']}, validation MAE {metrics['val']['mae']:.2f}")
+        return metrics
+    finally:
+        teardown(ctx)
+
+
+def run(params_path: str | Path = DEFAULT_PARAMS, overrides=(), item=None) -> Optional[dict] | list:
+    """``item`` = the student backbone; without it every student of ``distill.students`` in turn."""
+    cfg = stage_config("distill", DistillConfig, params_path, overrides)
+    if item is not None:
+        return distill(cfg, item)
+    return [distill(cfg, backbone) for backbone in cfg.students]

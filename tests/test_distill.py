@@ -1,0 +1,222 @@
+import json
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pipeline import bins
+from pipeline.augment import AugmentConfig
+from pipeline.cache import CacheError, CacheMeta, open_cache, write_cache
+from pipeline.distill import DistillDataset, open_student_cache, shift_distribution, teacher_target
+from pipeline.losses import distillation_loss
+from pipeline.manifest import Sample, file_sha256, write_manifest
+from pipeline.model import build_model, checkpoint_meta, read_checkpoint
+from pipeline.pose import flip_pose, rotate_pose_in_plane
+from stages import distill as distill_stage
+
+torch.set_num_threads(1)
+SIZE = 16
+NO_COLOUR = dict(color=False, channel=False, median_blur=False, shadow_noise=False, coarse_dropout=False)
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def make_kd_project(tmp_path, n_train=8, n_test=4, s=1, p=1):
+    """Images, manifest, prepare report, a random teacher checkpoint, a cache written with
+    write_cache (bell-shaped distributions around the labels) and a params file."""
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(n_train + n_test):
+        image = tmp_path / "img" / f"{i}.png"
+        image.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(image), rng.integers(0, 256, (40, 36, 3), dtype=np.uint8))
+        samples.append(Sample(key=f"SYN/{i:03d}", dataset="SYN" if i < n_train else "SYNTEST",
+                              image=str(image), pose=tuple(rng.uniform(-40, 40, 3)), box=(6.0, 8.0, 26.0, 32.0),
+                              split="train" if i < n_train else "test"))
+    manifest = tmp_path / "manifest.csv"
+    write_manifest(manifest, samples)
+    (tmp_path / "prepare-report.json").write_text(json.dumps({"protocol": 1}))
+    torch.manual_seed(0)
+    teacher = build_model("resnet18", input_size=SIZE).eval()
+    torch.save({"model": teacher.state_dict(), "meta": checkpoint_meta(teacher, {}, file_sha256(manifest))},
+               tmp_path / "teacher.pt")
+    train = sorted((x for x in samples if x.split == "train"), key=lambda x: x.key)
+    write_tiny_cache(tmp_path / "cache.h5", train, file_sha256(manifest), file_sha256(tmp_path / "teacher.pt"), s, p)
+    params = {
+        "ensemble_labels": {"s": s, "p": p, "manifest": str(manifest), "checkpoint": str(tmp_path / "teacher.pt"),
+                            "out": str(tmp_path / "cache.h5")},
+        "distill": {"students": ["resnet18"], "manifest": str(manifest), "cache": str(tmp_path / "cache.h5"),
+                    "teacher": str(tmp_path / "teacher.pt"), "input_size": SIZE, "val_fraction": 0.25,
+                    "val_group": "key", "epochs": 1, "batch_size": 4, "workers": 0, "device": "cpu",
+                    "checkpoint_dir": str(tmp_path / "students"), "state_dir": str(tmp_path / "students-state"),
+                    "metrics_dir": str(tmp_path / "metrics" / "distill"), "live_dir": str(tmp_path / "live")},
+        "evaluate": {"manifest": str(manifest), "prepare_report": str(tmp_path / "prepare-report.json"),
+                     "teacher": str(tmp_path / "teacher.pt"), "batch_size": 8, "device": "cpu",
+                     "metrics": str(tmp_path / "metrics" / "evaluate.json"),
+                     "predictions": str(tmp_path / "predictions.csv")},
+        "report": {"metrics": [str(tmp_path / "metrics" / "evaluate.json")],
+                   "predictions": str(tmp_path / "predictions.csv"), "manifest": str(manifest),
+                   "images_per_set": 2, "cell": 64, "out_md": str(tmp_path / "reports" / "results.md"),
+                   "out_png": str(tmp_path / "reports" / "figure7.png")},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return samples
+
+
+def write_tiny_cache(path, train, manifest_sha, teacher_sha, s=1, p=1):
+    centres = bins.centres(1)
+    poses = np.array([x.pose for x in train])
+    probs = _softmax(-0.5 * ((centres[None, None, :] - poses[:, :, None]) / 4.0) ** 2)
+    meta = CacheMeta(teacher_sha256=teacher_sha, manifest_sha256=manifest_sha, s=s, p=p,
+                     input_size=(SIZE, SIZE), bin_sizes=(1,))
+    write_cache(path, meta, [x.key for x in train], np.array([x.box for x in train]),
+                bins.expected_angle(probs, 1), {"b1": probs})
+
+
+# --- eq. 7 -----------------------------------------------------------------------------
+
+def test_distillation_loss_matches_a_hand_computation():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(2, 3, 198))
+    teacher = _softmax(rng.normal(size=(2, 3, 198)) * 2)
+    teacher[0, 0, :5] = 0.0  # zero teacher probabilities contribute nothing to KL
+    teacher /= teacher.sum(-1, keepdims=True)
+    pose = np.array([[10.2, -40.7, 3.0], [-98.9, 0.4, 55.5]])
+    q = _softmax(logits)
+    classes = np.floor(pose + 99).astype(int)                       # bin 1: [-99, -98) is class 0
+    ce = -np.log(np.take_along_axis(q, classes[..., None], -1)[..., 0]).sum(1).mean()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = np.where(teacher > 0, teacher * np.log(teacher / q), 0.0).sum((1, 2)).mean()
+    want = (0.05 * ce + kl) / 2
+    loss, parts = distillation_loss({"b1": torch.tensor(logits)},
+                                    {"pose": torch.tensor(pose), "teacher": torch.tensor(teacher)})
+    assert float(loss) == pytest.approx(want, rel=1e-6)
+    assert parts["loss_ce"] == pytest.approx(ce, rel=1e-6) and parts["loss_kl"] == pytest.approx(kl, rel=1e-6)
+    loss2, _ = distillation_loss({"b1": torch.tensor(logits)},
+                                 {"pose": torch.tensor(pose), "teacher": torch.tensor(teacher)}, w_cls=1.0)
+    assert float(loss2) == pytest.approx((ce + kl) / 2, rel=1e-6)
+
+
+# --- augmentation consistency ----------------------------------------------------------
+
+def test_shift_distribution_moves_whole_and_fractional_bins():
+    c = bins.centres(1)
+    probs = _softmax(-0.5 * ((c[None] - np.array([[-10.0], [0.0], [20.0]])) / 3.0) ** 2)
+    whole = shift_distribution(probs, [3, -2, 0])
+    np.testing.assert_allclose(whole[0, 3:], probs[0, :-3], atol=1e-12)
+    np.testing.assert_allclose(whole[1, :-2], probs[1, 2:], atol=1e-12)
+    np.testing.assert_allclose(whole[2], probs[2], atol=1e-12)
+    half = shift_distribution(probs, [0.5, 0.5, 0.5])
+    np.testing.assert_allclose(half[0, 1:], (probs[0, 1:] + probs[0, :-1]) / 2, atol=1e-12)
+    np.testing.assert_allclose(bins.expected_angle(half, 1), bins.expected_angle(probs, 1) + 0.5, atol=1e-6)
+    with pytest.raises(ValueError, match="out of"):
+        shift_distribution(probs, [250, 0, 0])
+
+
+def test_teacher_target_follows_rotate_then_flip():
+    c = bins.centres(1)
+    expected = np.array([12.0, -30.0, 8.0])
+    probs = _softmax(-0.5 * ((c[None] - expected[:, None]) / 3.0) ** 2)
+    np.testing.assert_allclose(teacher_target(probs, expected, True, 0.0), bins.flip_distribution(probs), atol=1e-7)
+    np.testing.assert_allclose(teacher_target(probs, expected, False, 10.0, "none"), probs, atol=1e-7)
+    shifted = teacher_target(probs, expected, True, 10.0, "shift")
+    want = flip_pose(rotate_pose_in_plane(expected, 10.0))       # the Augmenter's label order
+    np.testing.assert_allclose(bins.expected_angle(shifted, 1), want, atol=0.05)
+    assert not np.allclose(want, flip_pose(expected), atol=1.0)  # the rotation did move the angles
+
+
+def test_dataset_targets_follow_the_augmenter(tmp_path):
+    samples = make_kd_project(tmp_path)
+    train = [x for x in samples if x.split == "train"]
+    cache = open_student_cache(tmp_path / "cache.h5", train, file_sha256(tmp_path / "manifest.csv"))
+    ds = DistillDataset(train, cache, SIZE, AugmentConfig(rotate=15.0, **NO_COLOUR), seed=3)
+    flips = 0
+    for index in range(len(train)):
+        _, view = ds.view((0, index))
+        item = ds[(0, index)]
+        cached = cache.probs(train[index].key)
+        want = teacher_target(cached, cache.expected(train[index].key), view.flip, view.angle_ccw)
+        np.testing.assert_allclose(item["teacher"].numpy(), want, atol=1e-6)
+        np.testing.assert_allclose(item["pose"].numpy(), view.pose, atol=1e-5)
+        assert item["teacher"].shape == (3, 198) and float(item["teacher"].sum()) == pytest.approx(3, abs=1e-4)
+        flips += view.flip
+        if view.flip:  # the target's angles follow the label's sign change
+            assert np.sign(bins.expected_angle(item["teacher"].double().numpy(), 1)[1]) == np.sign(view.pose[1])
+    assert 0 < flips < len(train)
+    plain = DistillDataset(train, cache, SIZE)[0]
+    np.testing.assert_allclose(plain["teacher"].numpy(), cache.probs(train[0].key) /
+                               cache.probs(train[0].key).sum(-1, keepdims=True), atol=1e-6)
+
+
+def test_dataset_pickles_without_cache_arrays(tmp_path):
+    samples = make_kd_project(tmp_path)
+    train = [x for x in samples if x.split == "train"]
+    cache = open_student_cache(tmp_path / "cache.h5", train, file_sha256(tmp_path / "manifest.csv"))
+    ds = DistillDataset(train, cache, SIZE, AugmentConfig(**NO_COLOUR))
+    ds[0]  # opens the HDF5 handle in this process
+    assert cache._file is not None
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone.cache._file is None
+
+    def arrays(obj, seen):
+        if id(obj) in seen:
+            return []
+        seen.add(id(obj))
+        if isinstance(obj, np.ndarray):
+            return [obj]
+        if isinstance(obj, dict):
+            return [a for v in obj.values() for a in arrays(v, seen)]
+        if isinstance(obj, (list, tuple)):
+            return [a for v in obj for a in arrays(v, seen)]
+        if hasattr(obj, "__dict__"):
+            return arrays(vars(obj), seen)
+        return []
+    assert not [a for a in arrays(clone, set()) if a.shape[:1] == (len(train),)]
+    np.testing.assert_allclose(clone[1]["teacher"].numpy(), ds[1]["teacher"].numpy())
+
+
+def test_student_cache_refuses_other_boxes(tmp_path):
+    samples = make_kd_project(tmp_path)
+    train = [x for x in samples if x.split == "train"]
+    moved = [Sample(**{**vars(x), "box": (5.0, 8.0, 26.0, 32.0)}) if i == 2 else x for i, x in enumerate(train)]
+    with pytest.raises(CacheError, match=r"boxes mismatch for 1 samples.*SYN/002"):
+        open_student_cache(tmp_path / "cache.h5", moved, file_sha256(tmp_path / "manifest.csv"))
+
+
+# --- the stage -------------------------------------------------------------------------
+
+def test_stage_trains_a_one_head_student_with_cache_provenance(tmp_path):
+    make_kd_project(tmp_path)
+    metrics = distill_stage.run(tmp_path / "params.yaml", [], item="resnet18")
+    data = read_checkpoint(tmp_path / "students" / "resnet18.pt")
+    meta = data["meta"]
+    assert meta["bin_sizes"] == [1] and meta["regression"] is False and meta["backbone"] == "resnet18"
+    assert not any(k.startswith("reg.") for k in data["model"])
+    assert meta["teacher_cache"]["sha256"] == file_sha256(tmp_path / "cache.h5")
+    assert meta["teacher_cache"]["teacher_sha256"] == file_sha256(tmp_path / "teacher.pt")
+    assert meta["teacher_cache"]["A"] == 9 and meta["config"]["cache_sha256"] == meta["teacher_cache"]["sha256"]
+    written = json.loads((tmp_path / "metrics" / "distill" / "resnet18.json").read_text())
+    assert written["student"] == "resnet18" and set(written["test"]["SYNTEST"]["b1"]) == {"pitch", "yaw", "roll", "mae"}
+    assert metrics["checkpoint_sha256"] == file_sha256(tmp_path / "students" / "resnet18.pt")
+
+
+def test_stage_names_a_stale_or_foreign_cache(tmp_path):
+    samples = make_kd_project(tmp_path)
+    params = tmp_path / "params.yaml"
+    write_manifest(tmp_path / "manifest.csv", samples[:-1])  # the manifest moved on, the cache did not
+    with pytest.raises(CacheError, match="manifest_sha256 mismatch"):
+        distill_stage.run(params, [], item="resnet18")
+    write_manifest(tmp_path / "manifest.csv", samples)
+    torch.save({"model": build_model("resnet18", input_size=SIZE).state_dict(),
+                "meta": read_checkpoint(tmp_path / "teacher.pt")["meta"]}, tmp_path / "teacher2.pt")
+    with pytest.raises(CacheError, match="teacher_sha256 mismatch"):
+        distill_stage.run(params, [f"distill.teacher={tmp_path / 'teacher2.pt'}"], item="resnet18")
+    open_cache(tmp_path / "cache.h5")  # the cache itself is intact
+    with pytest.raises(Exception, match="not in distill.students"):
+        distill_stage.run(params, [], item="resnet34")
