@@ -57,14 +57,13 @@ def grid_points(strides: Sequence[int], paddings: Sequence[int]) -> list[tuple[i
 
 
 @torch.no_grad()
-def evaluate_grid(model, samples: Sequence[Sample], points, batch_size: int, num_workers: int,
-                  device: torch.device, max_windows: int, desc: str = "") -> dict:
-    """(s, p) -> (3,) MAE in degrees of the ensemble on ``samples``."""
+def ensemble_predictions(model, samples: Sequence[Sample], points, batch_size: int, num_workers: int,
+                         device: torch.device, max_windows: int, desc: str = "") -> dict:
+    """(s, p) -> (N, 3) degrees: eq. 2 on the ensemble distribution (eq. 6) of the b1 head."""
     h, w = input_hw(model.input_size)
     p_max = max(p for _, p in points)
     b = min(model.bin_sizes)
-    truth = torch.as_tensor(poses_array(samples))
-    errors = {sp: torch.zeros(3, dtype=torch.float64) for sp in points}
+    preds = {sp: torch.zeros((len(samples), 3), dtype=torch.float64) for sp in points}
     loader = DataLoader(ReceptiveFieldDataset(samples, h, w, p_max), batch_size=batch_size,
                         num_workers=num_workers, collate_fn=collate_fields)
     model = model.to(device).eval()
@@ -76,10 +75,17 @@ def evaluate_grid(model, samples: Sequence[Sample], points, batch_size: int, num
             for s, p in points:
                 centre = z[:, :, p_max - p:p_max + p + h, p_max - p:p_max + p + w]
                 probs = ensemble_distributions(model, centre, s, p, (b,), max_windows=max_windows)
-                pred = bins.expected_angle(probs[bins.head_name(b)].double().cpu(), b)  # eq. 2
-                errors[(s, p)] += (pred - truth[idx]).abs().sum(0)
+                preds[(s, p)][idx] = bins.expected_angle(probs[bins.head_name(b)].double().cpu(), b)
             bar.update(len(idx))
-    return {sp: (err / len(samples)).numpy() for sp, err in errors.items()}
+    return {sp: pred.numpy() for sp, pred in preds.items()}
+
+
+def evaluate_grid(model, samples: Sequence[Sample], points, batch_size: int, num_workers: int,
+                  device: torch.device, max_windows: int, desc: str = "") -> dict:
+    """(s, p) -> (3,) MAE in degrees of the ensemble on ``samples``."""
+    truth = poses_array(samples)
+    preds = ensemble_predictions(model, samples, points, batch_size, num_workers, device, max_windows, desc)
+    return {sp: np.abs(pred - truth).mean(axis=0) for sp, pred in preds.items()}
 
 
 def table_rows(dataset: str, mae: dict) -> list[dict]:

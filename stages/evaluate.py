@@ -1,0 +1,120 @@
+"""DVC stage ``evaluate``: MAE (pitch, yaw, roll, mean) on every test set of the protocol for
+the rows of the paper's table 5:
+
+* Base: the stage-1 network's bin-1 head (one crop per image);
+* Ensemble: the convolutional ensemble of the same network at the ``ensemble_labels`` block's
+  (s, p), computed by the ensemble-grid code (:func:`stages.ensemble_grid.ensemble_predictions`);
+* KD-<backbone>: every student of ``distill.students``.
+
+Outs: ``metrics`` (DVC metrics JSON, deterministic: rounded, sorted, no timings) and
+``predictions`` (CSV: key, dataset, row, pitch, yaw, roll; the report draws figure 7 from it).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from pipeline.config import DEFAULT_PARAMS, ConfigError, stage_config
+from pipeline.data import PoseDataset, load_samples
+from pipeline.ensemble import num_windows
+from pipeline.labeling import resolve_device
+from pipeline.manifest import atomic_write_bytes, poses_array
+from pipeline.metrics import mae_summary, predict_dataset
+from pipeline.model import load_checkpoint
+from pipeline.pose import ANGLE_NAMES
+from stages.distill import DistillConfig
+from stages.ensemble_grid import ensemble_predictions
+from stages.ensemble_labels import EnsembleLabelsConfig
+
+DIGITS = 4
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    manifest: Path = Path("data/manifest.csv")
+    boxes: Optional[Path] = None                  # relabel boxes CSV; None = the manifest's boxes
+    prepare_report: Path = Path("data/prepare-report.json")   # says which protocol this is
+    teacher: Path = Path("checkpoints/teacher/best.pt")
+    datasets: Optional[tuple[str, ...]] = None    # test sets; None = all of the test split
+    batch_size: int = 64
+    max_windows: int = 512
+    num_workers: int = 0
+    device: str = "auto"
+    metrics: Path = Path("metrics/evaluate.json")
+    predictions: Path = Path("outputs/evaluate/predictions.csv")
+
+
+def read_protocol(report: Path) -> int:
+    try:
+        return int(json.loads(report.read_text())["protocol"])
+    except FileNotFoundError:
+        raise ConfigError(f"{report}: prepare report not found (run the prepare stage)") from None
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{report}: no readable 'protocol' ({exc})") from None
+
+
+def _summary(pred: np.ndarray, truth: np.ndarray) -> dict:
+    mae = mae_summary(pred, truth)
+    return {**{a: round(mae[a], DIGITS) for a in ANGLE_NAMES}, "mean": round(mae["mae"], DIGITS)}
+
+
+def predictions_csv(keys, datasets, rows: dict[str, np.ndarray]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(("key", "dataset", "row", *ANGLE_NAMES))
+    for name, pred in rows.items():
+        for key, dataset, angles in zip(keys, datasets, pred):
+            writer.writerow((key, dataset, name, *(f"{a:.{DIGITS}f}" for a in angles)))
+    return buf.getvalue().encode()
+
+
+@torch.no_grad()
+def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[str, Path]) -> tuple[dict, bytes]:
+    """(metrics dict, predictions CSV bytes) for Base, Ensemble and the students."""
+    samples = load_samples(cfg.manifest, split="test", boxes=cfg.boxes, datasets=cfg.datasets)
+    if not samples:
+        raise ConfigError(f"{cfg.manifest}: no test samples" + (f" of {list(cfg.datasets)}" if cfg.datasets else ""))
+    device = resolve_device(cfg.device)
+    teacher, _ = load_checkpoint(cfg.teacher, map_location=device)
+    rows = {}
+    preds, _ = predict_dataset(teacher, PoseDataset(samples, teacher.input_size), cfg.batch_size, device,
+                               cfg.num_workers)
+    rows["Base"] = preds[teacher.prediction_head]
+    rows["Ensemble"] = ensemble_predictions(teacher, samples, [(s, p)], max(1, cfg.batch_size // 8),
+                                            cfg.num_workers, device, cfg.max_windows,
+                                            desc=f"ensemble A={num_windows(s, p)}")[(s, p)]
+    for backbone, path in students.items():
+        student, _ = load_checkpoint(path, map_location=device)
+        preds, _ = predict_dataset(student, PoseDataset(samples, student.input_size), cfg.batch_size, device,
+                                   cfg.num_workers)
+        rows[f"KD-{backbone}"] = preds[student.prediction_head]
+    truth = poses_array(samples)
+    names = np.array([x.dataset for x in samples])
+    test = {dataset: {row: _summary(pred[names == dataset], truth[names == dataset])
+                      for row, pred in rows.items()}
+            for dataset in sorted(set(names))}
+    metrics = {"protocol": read_protocol(cfg.prepare_report),
+               "ensemble": {"s": s, "p": p, "A": num_windows(s, p)},
+               "samples": {dataset: int((names == dataset).sum()) for dataset in sorted(set(names))},
+               "test": test}
+    return metrics, predictions_csv([x.key for x in samples], names, rows)
+
+
+def run(params_path: str | Path = DEFAULT_PARAMS, overrides=(), item=None) -> dict:
+    cfg = stage_config("evaluate", EvaluateConfig, params_path, overrides)
+    ensemble = stage_config("ensemble_labels", EnsembleLabelsConfig, params_path, overrides)
+    distill = stage_config("distill", DistillConfig, params_path, overrides)
+    students = {b: distill.checkpoint(b) for b in distill.students}
+    metrics, predictions = evaluate_rows(cfg, ensemble.s, ensemble.p, students)
+    atomic_write_bytes(cfg.predictions, predictions)
+    atomic_write_bytes(cfg.metrics, (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
+    for dataset, table in metrics["test"].items():
+        print(f"{dataset}: " + ", ".join(f"{row} {v['mean']:.3f}" for row, v in table.items()))
+    return metrics

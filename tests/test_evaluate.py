@@ -1,0 +1,62 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.data import PoseDataset, load_samples
+from pipeline.metrics import mae_summary, predict_dataset
+from pipeline.model import load_checkpoint
+from stages import distill as distill_stage
+from stages import evaluate as evaluate_stage
+from stages.ensemble_grid import evaluate_grid
+from test_distill import make_kd_project
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kd")
+    samples = make_kd_project(root)
+    distill_stage.run(root / "params.yaml", [], item="resnet18")
+    return root, samples
+
+
+def test_rows_per_test_set_match_direct_computations(project):
+    root, samples = project
+    metrics = evaluate_stage.run(root / "params.yaml", [])
+    assert metrics["protocol"] == 1 and metrics["ensemble"] == {"s": 1, "p": 1, "A": 9}
+    table = metrics["test"]["SYNTEST"]
+    assert list(metrics["test"]) == ["SYNTEST"] and set(table) == {"Base", "Ensemble", "KD-resnet18"}
+    test = load_samples(root / "manifest.csv", split="test")
+    truth = np.array([s.pose for s in test])
+    teacher, _ = load_checkpoint(root / "teacher.pt")
+    base = mae_summary(predict_dataset(teacher, PoseDataset(test, 16))[0]["b1"], truth)
+    assert table["Base"]["mean"] == pytest.approx(base["mae"], abs=1e-4)
+    assert table["Base"]["yaw"] == pytest.approx(base["yaw"], abs=1e-4)
+    ens = evaluate_grid(teacher, test, [(1, 1)], 2, 0, torch.device("cpu"), 512)[(1, 1)]
+    assert table["Ensemble"]["mean"] == pytest.approx(ens.mean(), abs=1e-4)
+    assert table["Ensemble"]["mean"] != table["Base"]["mean"]
+    student, _ = load_checkpoint(root / "students" / "resnet18.pt")
+    kd = mae_summary(predict_dataset(student, PoseDataset(test, 16))[0]["b1"], truth)
+    assert table["KD-resnet18"]["roll"] == pytest.approx(kd["roll"], abs=1e-4)
+    with open(root / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 * len(test) and {r["row"] for r in rows} == set(table)
+
+
+def test_metrics_are_deterministic_without_timings(project):
+    root, _ = project
+    evaluate_stage.run(root / "params.yaml", [])
+    first = (root / "metrics" / "evaluate.json").read_bytes()
+    evaluate_stage.run(root / "params.yaml", [])
+    assert (root / "metrics" / "evaluate.json").read_bytes() == first
+    assert "timing" not in first.decode() and json.loads(first)["samples"] == {"SYNTEST": 4}
+
+
+def test_missing_student_checkpoint_is_named(project):
+    root, _ = project
+    with pytest.raises(Exception, match="resnet34.pt: checkpoint not found"):
+        evaluate_stage.run(root / "params.yaml", ["distill.students=[resnet18, resnet34]"])
