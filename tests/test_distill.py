@@ -220,3 +220,37 @@ def test_stage_names_a_stale_or_foreign_cache(tmp_path):
     open_cache(tmp_path / "cache.h5")  # the cache itself is intact
     with pytest.raises(Exception, match="not in distill.students"):
         distill_stage.run(params, [], item="resnet34")
+
+
+# --- the rotation measurement ----------------------------------------------------------
+
+def test_kd_rotation_measurement_reproduces_the_cache_at_zero(tmp_path):
+    from pipeline.ensemble import receptive_field
+    from pipeline.image import load_rgb
+    from pipeline.kd_rotation import measure, rotated_field
+    from pipeline.model import load_checkpoint
+    from stages import ensemble_labels
+
+    samples = make_kd_project(tmp_path, s=1, p=2)
+    ensemble_labels.run(tmp_path / "params.yaml", ["ensemble_labels.num_workers=0", "ensemble_labels.device=cpu"])
+    train = [x for x in samples if x.split == "train"]
+    image = load_rgb(train[0].image)
+    np.testing.assert_array_equal(rotated_field(image, train[0].box, SIZE, 2, 0.0, False),
+                                  receptive_field(image, train[0].box, SIZE, SIZE, 2))
+    cache = open_student_cache(tmp_path / "cache.h5", train, file_sha256(tmp_path / "manifest.csv"))
+    teacher, _ = load_checkpoint(tmp_path / "teacher.pt")
+    rows = {r["view"]: r for r in measure(teacher, cache, train[:4], [0, 30], batch_size=3)}
+    assert list(rows) == ["rot ±0", "rot ±30", "flip"]
+    assert rows["rot ±0"]["kl_shift"] < 1e-4 and rows["rot ±0"]["deg_none"] < 0.05   # only float16 rounding
+    assert rows["rot ±30"]["kl_none"] > 10 * rows["rot ±0"]["kl_none"]
+    assert rows["rot ±30"]["deg_shift"] != rows["rot ±30"]["deg_none"]
+
+
+def test_bench_distill_runs_all_three_paths(tmp_path):
+    from pipeline.benchmarks.distill import run as bench_run
+
+    make_kd_project(tmp_path, n_train=12)
+    result = bench_run(tmp_path / "params.yaml", steps=2, online_steps=1, workers=0)
+    assert set(result["runs"]) == {"a_cache", "b_hard_labels", "c_online_teacher"}
+    assert result["A"] == 9 and [r["images"] for r in result["runs"].values()] == [8, 8, 4]
+    assert result["a_over_c"] > 1.0  # even at A = 9 and 16 px the online ensemble costs more

@@ -1,0 +1,114 @@
+"""``pipeline bench distill``: student training images/s, in one run, with
+(a) the teacher cache (the distill stage's data path and eq. 7),
+(b) hard labels only (same crops and augmentation, CE of the bin-1 head),
+(c) the teacher's convolutional ensemble run online on every batch at the cache's (s, p):
+    the dataset builds each view's receptive field Z and the loss runs the A windows.
+Targets: a/b >= 0.95 (the cache costs next to nothing), a/c >= 10 at A = 49.
+
+All three use the real engine (:func:`pipeline.train.fit`, one epoch of ``steps`` batches, no
+validation, the first step left out of the timing) with the distill block's student, input
+size, batch, workers and augmentation; the teacher is the distill block's ``teacher``.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+
+from ..bench_cli import bench_app
+from ..config import stage_config
+from ..data import PoseDataset, load_samples
+from ..distill import DistillDataset, open_student_cache
+from ..ensemble import ensemble_distributions
+from ..image import load_rgb, to_tensor
+from ..kd_rotation import rotated_field
+from ..losses import distillation_loss, teacher_loss
+from ..manifest import file_sha256
+from ..model import build_model, checkpoint_meta, load_checkpoint
+from ..train import fit
+
+
+class OnlineTeacherDataset(PoseDataset):
+    """PoseDataset items plus ``"z"``: the receptive field of the augmented view (pad p)."""
+
+    def __init__(self, samples, size, augment, seed, p: int):
+        super().__init__(samples, size, augment, seed)
+        self.p = p
+
+    def __getitem__(self, item) -> dict:
+        index, view = self.view(item)
+        sample = self.samples[index]  # decoded a second time for Z (small next to A forward passes)
+        z = rotated_field(load_rgb(sample.image), sample.box, self.size, self.p, view.angle_ccw, view.flip)
+        return {"image": to_tensor(view.crop), "pose": torch.as_tensor(view.pose, dtype=torch.float32),
+                "z": to_tensor(z.copy()), "index": index}
+
+
+def online_loss(teacher, s: int, p: int, w_cls: float):
+    def loss_fn(outputs, batch):
+        with torch.no_grad():
+            teacher.to(batch["z"].device)
+            probs = ensemble_distributions(teacher, batch["z"], s, p, (1,))["b1"]  # eq. 6, per batch
+        return distillation_loss(outputs, {**batch, "teacher": probs}, w_cls)
+    return loss_fn
+
+
+def _timed_fit(cfg, backbone, loss_fn, dataset, workers) -> dict:
+    torch.manual_seed(cfg.seed)
+    model = build_model(backbone, (1,), regression=False, weights=None, input_size=cfg.input_size)
+    settings = replace(cfg.settings(), epochs=1, workers=workers, checkpoint_every=10 ** 9)
+    with tempfile.TemporaryDirectory() as tmp:
+        return fit(model, loss_fn, dataset, None, settings, tmp, Path(tmp) / "best.pt",
+                   checkpoint_meta(model, {}, ""))["timing"]
+
+
+def run(params: Path = Path("params.yaml"), steps: int = 20, online_steps: int = 4,
+        workers: Optional[int] = None, threads: int = 0) -> dict:
+    from stages.distill import DistillConfig  # the stage owns its config
+
+    cfg = stage_config("distill", DistillConfig, params)
+    if cfg.teacher is None:
+        raise typer.BadParameter("distill.teacher must name the teacher checkpoint", param_hint="params")
+    if threads:
+        torch.set_num_threads(threads)
+    workers = cfg.workers if workers is None else workers
+    backbone = cfg.students[0]
+    samples = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)[: (steps + 1) * cfg.batch_size]
+    cache = open_student_cache(cfg.cache, samples, file_sha256(cfg.manifest), file_sha256(cfg.teacher))
+    s, p = cache.meta.s, cache.meta.p
+    teacher, _ = load_checkpoint(cfg.teacher)
+    runs = {
+        "a_cache": _timed_fit(cfg, backbone, lambda o, b: distillation_loss(o, b, cfg.w_cls),
+                              DistillDataset(samples, cache, cfg.input_size, cfg.augment, cfg.seed,
+                                             cfg.teacher_rotation), workers),
+        "b_hard_labels": _timed_fit(cfg, backbone, teacher_loss,
+                                    PoseDataset(samples, cfg.input_size, cfg.augment, cfg.seed), workers),
+        "c_online_teacher": _timed_fit(cfg, backbone, online_loss(teacher, s, p, cfg.w_cls),
+                                       OnlineTeacherDataset(samples[: (online_steps + 1) * cfg.batch_size],
+                                                            cfg.input_size, cfg.augment, cfg.seed, p), workers),
+    }
+    a, b, c = (runs[k]["images_per_s"] for k in ("a_cache", "b_hard_labels", "c_online_teacher"))
+    return {"student": backbone, "teacher": teacher.backbone_name, "input_size": cfg.input_size,
+            "teacher_input_size": teacher.input_size, "batch_size": cfg.batch_size, "workers": workers,
+            "threads": torch.get_num_threads(), "s": s, "p": p, "A": cache.meta.A, "runs": runs,
+            "a_over_b": a / b if b else float("nan"), "a_over_c": a / c if c else float("nan")}
+
+
+@bench_app.command("distill")
+def distill(params: Path = typer.Option(Path("params.yaml"), help="params file (distill block)"),
+            steps: int = typer.Option(20, help="timed steps for (a) and (b), plus one warm-up step"),
+            online_steps: int = typer.Option(4, help="timed steps for (c), plus one warm-up step"),
+            workers: Optional[int] = typer.Option(None, help="DataLoader workers; default: the config's"),
+            threads: int = typer.Option(0, help="torch threads; 0 = default")):
+    """Student training images/s: cache vs hard labels vs the teacher ensemble run online."""
+    r = run(params, steps, online_steps, workers, threads)
+    typer.echo(f"student {r['student']} @ {r['input_size']} px, teacher {r['teacher']} @ {r['teacher_input_size']} px, "
+               f"A = {r['A']} (s={r['s']}, p={r['p']}), batch {r['batch_size']}, {r['workers']} workers, "
+               f"{r['threads']} torch threads")
+    for name, t in r["runs"].items():
+        typer.echo(f"  {name}: {t['images_per_s']:.1f} img/s ({t['images']} images, "
+                   f"data wait {100 * t['data_wait_share']:.1f}%)")
+    typer.echo(f"  a/b = {r['a_over_b']:.3f} (target >= 0.95), a/c = {r['a_over_c']:.1f}x (target >= 10x)")
