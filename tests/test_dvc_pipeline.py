@@ -1,0 +1,108 @@
+"""The DVC pipeline as a user runs it: `dvc repro` in a fresh repository, on a tiny profile.
+
+The repository's own dvc.yaml and params.yaml are copied with a few params shrunk, so every
+stage, dep, out and params key of dvc.yaml is exercised; a second `dvc repro` must do nothing.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, load_params, parse_block
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "synth": {"train_count": 24, "aflw2000_count": 8, "biwi_subjects": 8, "biwi_frames": 2,
+              "image_size": 64, "workers": 1, "contact_per_set": 2},
+    "train_teacher": {"epochs": 1, "input_size": 32, "batch_size": 8, "grid_samples": 2,
+                      "workers": 0},
+    "ensemble_labels": {"s": 2, "p": 2, "chunk_size": 16, "num_workers": 0},
+    "ensemble_grid": {"strides": [2], "paddings": [0, 2], "num_workers": 0},
+    "distill": {"epochs": 1, "input_size": 32, "batch_size": 8, "workers": 0,
+                "students": ["resnet18"]},
+    "evaluate": {"num_workers": 0},
+}
+
+
+def stage_names(dvc_yaml: dict) -> set[str]:
+    return set(dvc_yaml["stages"])
+
+
+def test_every_dvc_stage_runs_pipeline_run_stage_of_a_known_stage():
+    from stages import STAGES
+
+    dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    for name, stage in dvc_yaml["stages"].items():
+        cmd = stage["do"]["cmd"] if "foreach" in stage else stage["cmd"]
+        assert cmd.startswith(f"pipeline run-stage {name}"), (name, cmd)
+        assert name in STAGES, name
+
+
+def stage_configs():
+    """(block, config class) of every stage, read off its `stage_config("block", Cls, ...)` calls."""
+    import importlib
+    import re
+
+    from stages import STAGES
+
+    found = {}
+    for module_name in set(STAGES.values()):
+        module = importlib.import_module(f"stages.{module_name}")
+        source = Path(module.__file__).read_text()
+        for block, cls in re.findall(r'stage_config\("(\w+)", (\w+)', source):
+            found[block] = getattr(module, cls)
+    return found
+
+
+@pytest.mark.parametrize("params_file", ["params.yaml", "params-paper.yaml"])
+def test_every_params_block_parses_into_its_stage_config(params_file):
+    """Both profiles are valid for every stage (typed configs reject unknown keys)."""
+    path = ROOT / params_file
+    assert path.exists(), f"{params_file} is missing"
+    params = load_params(path)
+    configs = stage_configs()
+    assert len(configs) >= 6
+    for block, cls in configs.items():
+        assert block in params, f"{params_file}: no '{block}' block"
+        try:
+            parse_block(cls, params[block], block)
+        except ConfigError as exc:
+            pytest.fail(f"{params_file}: {exc}")
+
+
+def git(cwd, *args):
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_dvc_repro_end_to_end_then_nothing_to_do(tmp_path):
+    if shutil.which("dvc") is None:
+        pytest.fail("dvc is not installed (it is a dependency in pyproject.toml)")
+    for item in ("pipeline", "stages"):
+        shutil.copytree(ROOT / item, tmp_path / item, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    params = load_params(ROOT / "params.yaml")
+    for block, values in TINY.items():
+        if block in params:
+            params[block].update(values)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git(tmp_path, "init", "-q")
+    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True)
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "-c", "user.name=ci", "-c", "user.email=ci@example.invalid", "commit", "-qm", "init")
+
+    first = subprocess.run(["dvc", "repro"], cwd=tmp_path, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    for name in stage_names(dvc_yaml):
+        assert f"Running stage '{name}" in first.stdout, f"stage {name} did not run"
+    assert (tmp_path / "data/manifest.csv").exists()
+    assert (tmp_path / "cache/teacher-labels.h5").exists()
+
+    second = subprocess.run(["dvc", "repro"], cwd=tmp_path, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Running stage" not in second.stdout, second.stdout
