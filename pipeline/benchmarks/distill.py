@@ -23,7 +23,7 @@ from ..bench_cli import bench_app
 from ..config import stage_config
 from ..data import PoseDataset, load_samples
 from ..distill import DistillDataset, open_student_cache
-from ..ensemble import ensemble_distributions
+from ..ensemble import ensemble_distributions, num_windows
 from ..image import load_rgb, to_tensor
 from ..kd_rotation import rotated_field
 from ..losses import distillation_loss, teacher_loss
@@ -66,7 +66,8 @@ def _timed_fit(cfg, backbone, loss_fn, dataset, workers) -> dict:
 
 
 def run(params: Path = Path("params.yaml"), steps: int = 20, online_steps: int = 4,
-        workers: Optional[int] = None, threads: int = 0) -> dict:
+        workers: Optional[int] = None, threads: int = 0, online_sp: Optional[tuple[int, int]] = None) -> dict:
+    """``online_sp``: (s, p) of the online ensemble (c); default the cache's."""
     from stages.distill import DistillConfig  # the stage owns its config
 
     cfg = stage_config("distill", DistillConfig, params)
@@ -78,7 +79,8 @@ def run(params: Path = Path("params.yaml"), steps: int = 20, online_steps: int =
     backbone = cfg.students[0]
     samples = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)[: (steps + 1) * cfg.batch_size]
     cache = open_student_cache(cfg.cache, samples, file_sha256(cfg.manifest), file_sha256(cfg.teacher))
-    s, p = cache.meta.s, cache.meta.p
+    s, p = online_sp or (cache.meta.s, cache.meta.p)
+    a_windows = num_windows(s, p)  # validates (s, p) before any timing
     teacher, _ = load_checkpoint(cfg.teacher)
     runs = {
         "a_cache": _timed_fit(cfg, backbone, lambda o, b: distillation_loss(o, b, cfg.w_cls),
@@ -93,7 +95,8 @@ def run(params: Path = Path("params.yaml"), steps: int = 20, online_steps: int =
     a, b, c = (runs[k]["images_per_s"] for k in ("a_cache", "b_hard_labels", "c_online_teacher"))
     return {"student": backbone, "teacher": teacher.backbone_name, "input_size": cfg.input_size,
             "teacher_input_size": teacher.input_size, "batch_size": cfg.batch_size, "workers": workers,
-            "threads": torch.get_num_threads(), "s": s, "p": p, "A": cache.meta.A, "runs": runs,
+            "threads": torch.get_num_threads(), "s": s, "p": p, "A": a_windows, "cache_A": cache.meta.A,
+            "runs": runs,
             "a_over_b": a / b if b else float("nan"), "a_over_c": a / c if c else float("nan")}
 
 
@@ -102,11 +105,16 @@ def distill(params: Path = typer.Option(Path("params.yaml"), help="params file (
             steps: int = typer.Option(20, help="timed steps for (a) and (b), plus one warm-up step"),
             online_steps: int = typer.Option(4, help="timed steps for (c), plus one warm-up step"),
             workers: Optional[int] = typer.Option(None, help="DataLoader workers; default: the config's"),
-            threads: int = typer.Option(0, help="torch threads; 0 = default")):
+            threads: int = typer.Option(0, help="torch threads; 0 = default"),
+            online_s: Optional[int] = typer.Option(None, help="stride s of (c); default the cache's"),
+            online_p: Optional[int] = typer.Option(None, help="padding p of (c); default the cache's")):
     """Student training images/s: cache vs hard labels vs the teacher ensemble run online."""
-    r = run(params, steps, online_steps, workers, threads)
+    if (online_s is None) != (online_p is None):
+        raise typer.BadParameter("give both --online-s and --online-p, or neither")
+    r = run(params, steps, online_steps, workers, threads,
+            (online_s, online_p) if online_s is not None else None)
     typer.echo(f"student {r['student']} @ {r['input_size']} px, teacher {r['teacher']} @ {r['teacher_input_size']} px, "
-               f"A = {r['A']} (s={r['s']}, p={r['p']}), batch {r['batch_size']}, {r['workers']} workers, "
+               f"online A = {r['A']} (s={r['s']}, p={r['p']}; cache A = {r['cache_A']}), batch {r['batch_size']}, {r['workers']} workers, "
                f"{r['threads']} torch threads")
     for name, t in r["runs"].items():
         typer.echo(f"  {name}: {t['images_per_s']:.1f} img/s ({t['images']} images, "
