@@ -17,6 +17,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "pipeline.inspect_cache",
     "pipeline.benchmarks.train",
     "pipeline.benchmarks.labeling",
+    "pipeline.benchmarks.distill",
+    "pipeline.kd_rotation",
 )
 
 

@@ -12,6 +12,9 @@ STAGES = {
     "train-teacher": "train_teacher",
     "ensemble-labels": "ensemble_labels",
     "ensemble-grid": "ensemble_grid",
+    "distill": "distill",
+    "evaluate": "evaluate",
+    "report": "report",
 }
 
 
