@@ -19,6 +19,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "pipeline.benchmarks.labeling",
     "pipeline.benchmarks.distill",
     "pipeline.kd_rotation",
+    "pipeline.benchmarks.all",
 )
 
 
