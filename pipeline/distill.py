@@ -96,7 +96,9 @@ class DistillDataset(PoseDataset):
     def __getitem__(self, item) -> dict:
         index, view = self.view(item)
         key = self.samples[index].key
-        target = teacher_target(self.cache.probs(key, self.bin_size), self.cache.expected(key),
+        shifts = view.angle_ccw and self.rotation == "shift"  # only the shift rule needs the angles
+        expected = self.cache.expected(key) if shifts else None
+        target = teacher_target(self.cache.probs(key, self.bin_size), expected,
                                 view.flip, view.angle_ccw, self.rotation, self.bin_size)
         return {"image": to_tensor(view.crop), "pose": torch.as_tensor(view.pose, dtype=torch.float32),
                 "teacher": torch.as_tensor(target, dtype=torch.float32), "index": index}

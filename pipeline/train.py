@@ -24,7 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Literal, Optional, Sequence
 
 import numpy as np
 import torch
@@ -71,6 +71,34 @@ class TrainSettings:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class TrainingStageConfig:
+    """The params keys shared by the train-teacher and distill blocks (each stage subclasses it)."""
+    manifest: Path = Path("data/manifest.csv")
+    boxes: Optional[Path] = None          # relabel stage's boxes CSV; None: the manifest's boxes
+    weights: str = "none"                 # none | imagenet | path of a weights file
+    input_size: int = 64
+    val_fraction: float = 0.1
+    val_group: Literal["subject", "key"] = "subject"   # what the held-out slice keeps together
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    workers: int = 1
+    checkpoint_every: int = 50
+    device: str = "auto"
+
+    def __post_init__(self):
+        if self.input_size < 16:
+            raise ValueError(f"input_size must be >= 16 pixels, got {self.input_size}")
+        self.settings()  # validates the training settings while the config is parsed
+
+    def settings(self) -> TrainSettings:
+        return TrainSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+                             workers=self.workers, checkpoint_every=self.checkpoint_every,
+                             device=self.device)
 
 
 class EpochBatches(Sampler):

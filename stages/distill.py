@@ -15,7 +15,7 @@ import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 
@@ -29,35 +29,22 @@ from pipeline.losses import distillation_loss
 from pipeline.manifest import atomic_write_bytes, file_sha256
 from pipeline.metrics import evaluate
 from pipeline.model import BACKBONES, build_model, checkpoint_meta, load_checkpoint
-from pipeline.train import TRAINING_CODE_MODULES, TrainSettings, fit
+from pipeline.train import TRAINING_CODE_MODULES, TrainingStageConfig, fit
 
 STUDENT_BIN = 1
 
 
 @dataclass(frozen=True)
-class DistillConfig:
+class DistillConfig(TrainingStageConfig):
     students: tuple[str, ...] = ("resnet18",)      # one DVC stage per backbone (foreach)
-    manifest: Path = Path("data/manifest.csv")
-    boxes: Optional[Path] = None                   # relabel boxes CSV; must be those the teacher saw
     cache: Path = Path("cache/teacher-labels.h5")
     teacher: Optional[Path] = Path("checkpoints/teacher/best.pt")  # checked against the cache; None: not checked
-    weights: str = "none"                          # none | imagenet | path of a weights file
-    input_size: int = 64
     w_cls: float = 0.05                            # eq. 7 weight of the ground-truth CE
     # how the cached target follows a rotated crop; only used when augment.rotate > 0. Measured
     # (`pipeline bench kd-rotation`, embedded data): the shifted target is further from the
     # teacher's own answer on rotated crops than the unshifted one, so by default the KD stage
     # does not rotate (targets exact up to the flip rule) and "none" is the better fallback.
     teacher_rotation: RotationRule = "none"
-    val_fraction: float = 0.1
-    val_group: Literal["subject", "key"] = "subject"
-    epochs: int = 8
-    batch_size: int = 32
-    lr: float = 1e-3
-    seed: int = 0
-    workers: int = 1
-    checkpoint_every: int = 50
-    device: str = "auto"
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(rotate=0.0))
     checkpoint_dir: Path = Path("checkpoints/students")
     state_dir: Path = Path("checkpoints/students-state")
@@ -68,16 +55,9 @@ class DistillConfig:
         unknown = [b for b in self.students if b not in BACKBONES]
         if unknown or not self.students:
             raise ValueError(f"students must be backbones of {BACKBONES}, got {list(self.students)}")
-        if self.input_size < 16:
-            raise ValueError(f"input_size must be >= 16 pixels, got {self.input_size}")
         if self.w_cls < 0:
             raise ValueError(f"w_cls must be >= 0, got {self.w_cls}")
-        self.settings()
-
-    def settings(self) -> TrainSettings:
-        return TrainSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
-                             workers=self.workers, checkpoint_every=self.checkpoint_every,
-                             device=self.device)
+        super().__post_init__()
 
     def checkpoint(self, backbone: str) -> Path:
         return self.checkpoint_dir / f"{backbone}.pt"
@@ -114,7 +94,9 @@ def distill(cfg: DistillConfig, backbone: str, on_step=None) -> Optional[dict]:
         model = build_model(backbone, (STUDENT_BIN,), regression=False, weights=cfg.weights,
                             input_size=cfg.input_size)
         # the cache's sha is part of the config: a new cache never resumes an old run
-        config = {**as_dict(cfg), "student": backbone, "cache_sha256": provenance["sha256"]}
+        # `students` is left out: adding a student must not disturb the others' runs (resume key)
+        config = {**{k: v for k, v in as_dict(cfg).items() if k != "students"},
+                  "student": backbone, "cache_sha256": provenance["sha256"]}
         meta = {**checkpoint_meta(model, config, manifest_sha), "teacher_cache": provenance}
         loss = functools.partial(distillation_loss, w_cls=cfg.w_cls, head=f"b{STUDENT_BIN}")
         summary = fit(model, loss, train_set, val_set, cfg.settings(), cfg.state_dir / backbone,

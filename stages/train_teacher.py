@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 
+from pipeline import bins
 from pipeline.augment import AugmentConfig, augmentation_grid
 from pipeline.config import DEFAULT_PARAMS, as_dict, stage_config
 from pipeline.data import PoseDataset, holdout_split, load_samples
@@ -27,27 +28,14 @@ from pipeline.losses import teacher_loss
 from pipeline.manifest import atomic_write_bytes, file_sha256
 from pipeline.metrics import evaluate, trivial_mae
 from pipeline.model import BACKBONES, build_model, checkpoint_meta, load_checkpoint
-from pipeline.train import TrainSettings, fit
+from pipeline.train import TrainingStageConfig, fit
 
 
 @dataclass(frozen=True)
-class TrainTeacherConfig:
-    manifest: Path = Path("data/manifest.csv")
-    boxes: Optional[Path] = None          # relabel stage's boxes CSV; None: the manifest's boxes
+class TrainTeacherConfig(TrainingStageConfig):
     backbone: str = "resnet18"
-    weights: str = "none"                 # none | imagenet | path of a weights file
-    input_size: int = 64
-    bin_sizes: tuple[int, ...] = (1, 2, 3, 4)
+    bin_sizes: tuple[int, ...] = bins.BIN_SIZES
     regression: bool = True
-    val_fraction: float = 0.1
-    val_group: Literal["subject", "key"] = "subject"   # what the held-out slice keeps together
-    epochs: int = 8
-    batch_size: int = 32
-    lr: float = 1e-3
-    seed: int = 0
-    workers: int = 1
-    checkpoint_every: int = 50
-    device: str = "auto"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     grid_samples: int = 6
     checkpoint: Path = Path("checkpoints/teacher/best.pt")
@@ -59,14 +47,9 @@ class TrainTeacherConfig:
     def __post_init__(self):
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
-        if self.input_size < 16:
-            raise ValueError(f"input_size must be >= 16 pixels, got {self.input_size}")
-        self.settings()  # validates the training settings while the config is parsed
-
-    def settings(self) -> TrainSettings:
-        return TrainSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
-                             workers=self.workers, checkpoint_every=self.checkpoint_every,
-                             device=self.device)
+        if not self.bin_sizes or not set(self.bin_sizes) <= set(bins.BIN_SIZES):
+            raise ValueError(f"bin_sizes must be a non-empty subset of {bins.BIN_SIZES}, got {list(self.bin_sizes)}")
+        super().__post_init__()
 
 
 def train_teacher(cfg: TrainTeacherConfig, on_step=None) -> Optional[dict]:
