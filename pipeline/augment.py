@@ -2,8 +2,9 @@
 
 1. Pose-changing: horizontal flip (p = 0.5) and rotation by U[-rotate, rotate] degrees. Both
    are folded with the crop into ONE affine warp (rotation about the box centre, then the
-   stretch of the box to size x size, then the mirror), so a rotated crop takes its corners
-   from the image instead of from a second warp's black border. Labels are corrected with
+   stretch of the box to size x size, then the mirror; :func:`pipeline.image.crop_affine`),
+   so a rotated crop takes its corners from the image instead of from a second warp's
+   black border. Labels are corrected with
    :func:`pipeline.pose.rotate_pose_in_plane` then :func:`pipeline.pose.flip_pose`, the
    same order as the image operations.
 2. Pose-preserving, Albumentations, in the paper's order, each group switchable:
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 
 from .draw import draw_axes, grid
-from .image import crop_affine, load_rgb
+from .image import crop_box, load_rgb
 from .manifest import Sample, atomic_write_bytes
 from .pose import flip_pose, rotate_pose_in_plane
 
@@ -49,21 +50,9 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
 
-def geometry_matrix(box, size: int, angle_ccw: float = 0.0, flip: bool = False) -> np.ndarray:
-    """2x3 source -> crop matrix: rotate by ``angle_ccw`` about the box centre (OpenCV sign),
-    stretch the box to size x size (``pipeline.image.crop_affine``), then mirror if asked."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    centre = ((x1 + x2) / 2.0 - 0.5, (y1 + y2) / 2.0 - 0.5)  # pixel-index coordinates
-    rotation = np.vstack([cv2.getRotationMatrix2D(centre, angle_ccw, 1.0), [0, 0, 1]])
-    crop = np.vstack([crop_affine(box, size, size), [0, 0, 1]])
-    mirror = np.array([[-1.0, 0, size - 1], [0, 1, 0], [0, 0, 1]]) if flip else np.eye(3)
-    return (mirror @ crop @ rotation)[:2]
-
-
 def warp_crop(image: np.ndarray, box, size: int, angle_ccw: float = 0.0, flip: bool = False) -> np.ndarray:
-    matrix = geometry_matrix(box, size, angle_ccw, flip)
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    """size x size crop, rotated about the box centre then mirrored: :func:`pipeline.image.crop_box`."""
+    return crop_box(image, box, size, size, angle_ccw=angle_ccw, flip=flip)
 
 
 def pose_preserving_chain(cfg: AugmentConfig) -> Optional[A.Compose]:

@@ -89,20 +89,46 @@ def read_box_json(path: str | Path) -> dict[str, list[PublishedBox]]:
     return out
 
 
-def match_box(entries: Sequence[PublishedBox], reference: Optional[Sequence[float]] = None,
-              faceid: Optional[int] = None) -> Optional[Box]:
-    """Pick the published box of one face: by face id, else the best IoU with ``reference``
-    (the landmark box), else the only entry. None when it cannot be decided."""
+def best_iou(candidates: Sequence[Sequence[float]], reference: Sequence[float]
+             ) -> tuple[Optional[int], Optional[float]]:
+    """(index, IoU) of the candidate that overlaps ``reference`` most; ties keep the first.
+    (None, None) when there is no candidate."""
+    if not candidates:
+        return None, None
+    scores = [iou(b, reference) for b in candidates]
+    best = max(range(len(candidates)), key=lambda i: scores[i])
+    return best, scores[best]
+
+
+def of_split(entries: Sequence[PublishedBox], split: Optional[str]) -> list[PublishedBox]:
+    """The entries typed for ``split`` or untyped (possibly none)."""
+    return [e for e in entries if e.type in (None, split)]
+
+
+def select_published(entries: Sequence[PublishedBox], split: Optional[str] = None,
+                     faceid: Optional[int] = None, reference: Optional[Sequence[float]] = None,
+                     min_iou: Optional[float] = 0.0) -> Optional[Box]:
+    """The published box of one face among a file's entries for its image; None when it
+    cannot be decided.
+
+    1. Entries typed for ``split`` (or untyped) are preferred; the others are used only when
+       no such entry exists (a file's types follow its author's protocol).
+    2. ``faceid``: a single entry with that id is the answer; several narrow the choice.
+    3. With a ``reference`` (the landmark box): the entry with the highest IoU, accepted if
+       that IoU is above ``min_iou`` (``min_iou=None``: always; the caller judges it).
+    4. Without one: the only entry."""
+    candidates = of_split(entries, split) or list(entries)
     if faceid is not None:
-        by_id = [e for e in entries if e.faceid == faceid]
-        if by_id:
+        by_id = [e for e in candidates if e.faceid == faceid]
+        if len(by_id) == 1:
             return by_id[0].bbox
-    if not entries:
+        candidates = by_id or candidates
+    if not candidates:
         return None
     if reference is not None:
-        best = max(entries, key=lambda e: iou(e.bbox, reference))
-        return best.bbox if iou(best.bbox, reference) > 0 else None
-    return entries[0].bbox if len(entries) == 1 else None
+        best, score = best_iou([e.bbox for e in candidates], reference)
+        return candidates[best].bbox if min_iou is None or score > min_iou else None
+    return candidates[0].bbox if len(candidates) == 1 else None
 
 
 # --- the relabel stage's boxes file ----------------------------------------------------

@@ -5,7 +5,8 @@
   (no aspect keep), optionally grown by ``pad`` pixels *of the output scale* on every side,
   with the pixels taken from the image (paper section 3.3: Z = box scaled to h x w, then
   grown by p). Outside the image the crop is black (0). The crop is one affine warp, so a
-  window of a padded crop equals the crop of the shifted box exactly.
+  window of a padded crop equals the crop of the shifted box exactly. The augmentations'
+  rotation and mirror are folded into the same warp (:func:`crop_affine`).
 * Normalisation: ImageNet mean/std on RGB in [0, 1], CHW float32.
 """
 from __future__ import annotations
@@ -50,18 +51,36 @@ def check_box(box, width: int, height: int, where: str = "") -> tuple[float, flo
     return x1, y1, x2, y2
 
 
-def crop_affine(box, out_h: int, out_w: int, pad: int = 0) -> np.ndarray:
-    """2x3 matrix mapping source pixels to the (out_h + 2 pad) x (out_w + 2 pad) crop."""
+def crop_affine(box, out_h: int, out_w: int, pad: int = 0, angle_ccw: float = 0.0,
+                flip: bool = False) -> np.ndarray:
+    """2x3 matrix mapping source pixels to the (out_h + 2 pad) x (out_w + 2 pad) crop.
+
+    In source -> crop order: rotate by ``angle_ccw`` degrees (OpenCV sign) about the box
+    centre in pixel-index coordinates, stretch the box to out_h x out_w grown by ``pad``,
+    then mirror the crop (x -> out_w + 2 pad - 1 - x) if ``flip``. With no rotation and no
+    flip the matrix is the plain stretch (no products), so the plain crop stays exact."""
     x1, y1, x2, y2 = (float(v) for v in box)
     rx, ry = out_w / (x2 - x1), out_h / (y2 - y1)
     # pixel centres: source x maps to (x - x1) * rx - 0.5 + 0.5 ... with corner alignment
-    return np.array([[rx, 0.0, pad - x1 * rx + 0.5 * rx - 0.5],
-                     [0.0, ry, pad - y1 * ry + 0.5 * ry - 0.5]], dtype=np.float64)
+    matrix = np.array([[rx, 0.0, pad - x1 * rx + 0.5 * rx - 0.5],
+                       [0.0, ry, pad - y1 * ry + 0.5 * ry - 0.5]], dtype=np.float64)
+    if not (angle_ccw or flip):
+        return matrix
+    matrix = np.vstack([matrix, [0, 0, 1]])
+    if flip:
+        mirror = np.array([[-1.0, 0, out_w + 2 * pad - 1], [0, 1, 0], [0, 0, 1]])
+        matrix = mirror @ matrix
+    if angle_ccw:
+        centre = ((x1 + x2) / 2.0 - 0.5, (y1 + y2) / 2.0 - 0.5)  # pixel-index coordinates
+        matrix = matrix @ np.vstack([cv2.getRotationMatrix2D(centre, angle_ccw, 1.0), [0, 0, 1]])
+    return matrix[:2]
 
 
-def crop_box(image: np.ndarray, box, out_h: int, out_w: int, pad: int = 0) -> np.ndarray:
-    """Stretch ``box`` to out_h x out_w, grown by ``pad`` output pixels on each side."""
-    matrix = crop_affine(box, out_h, out_w, pad)
+def crop_box(image: np.ndarray, box, out_h: int, out_w: int, pad: int = 0,
+             angle_ccw: float = 0.0, flip: bool = False) -> np.ndarray:
+    """Stretch ``box`` to out_h x out_w, grown by ``pad`` output pixels on each side,
+    optionally rotated and mirrored (:func:`crop_affine`): the project's one crop warp."""
+    matrix = crop_affine(box, out_h, out_w, pad, angle_ccw, flip)
     return cv2.warpAffine(image, matrix, (out_w + 2 * pad, out_h + 2 * pad),
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 

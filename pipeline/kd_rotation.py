@@ -16,18 +16,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
 import typer
 from tqdm import tqdm
 
 from . import bins
-from .augment import geometry_matrix
 from .bench_cli import bench_app
 from .cache import TeacherCache
 from .ensemble import ensemble_distributions
-from .image import load_rgb, to_tensor_batch
+from .image import crop_box, load_rgb, to_tensor_batch
 from .manifest import Sample
 from .distill import teacher_target
 
@@ -37,11 +35,7 @@ KL_FLOOR = 1e-6  # targets are floored here before KL: a float16 zero must not g
 def rotated_field(image: np.ndarray, box, size: int, p: int, angle_ccw: float, flip: bool) -> np.ndarray:
     """Z of the augmented view: the Augmenter's warp with p extra output pixels on each side
     (taken from the image), mirrored as a whole when ``flip`` (the window set is symmetric)."""
-    matrix = geometry_matrix(box, size, angle_ccw)
-    matrix[:, 2] += p
-    z = cv2.warpAffine(image, matrix, (size + 2 * p, size + 2 * p), flags=cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return z[:, ::-1] if flip else z
+    return crop_box(image, box, size, size, pad=p, angle_ccw=angle_ccw, flip=flip)
 
 
 def kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal, Mapping, Optional
 
 from . import pose as posemod
-from .boxes import PublishedBox, match_box, read_box_json
+from .boxes import PublishedBox, of_split, read_box_json, select_published
 from .datasets import READERS, BadItem, DatasetError, Record, aflw, read_dataset
 from .image import ImageError, check_box
 from .manifest import Sample
@@ -51,16 +51,12 @@ def split_of(protocol: int, record: Record, aflw_test: frozenset[str] = frozense
 
 def published_box(entries: list[PublishedBox], record: Record, split: str
                   ) -> tuple[Optional[tuple[float, float, float, float]], bool]:
-    """(box, type_differs) of one face among a file's entries for its image.
-
-    Entries whose ``type`` is the sample's split (or untyped) are preferred; the others are
-    used only when no such entry exists, because a file's types follow its author's
-    protocol (the synthetic and, we assume, the published BIWI file mark the protocol-3
-    split, while protocol 1 tests on all of BIWI). Then the face id decides, else IoU with
-    the landmark box, else the only entry."""
-    same = [e for e in entries if e.type in (None, split)]
-    box = match_box(same or entries, reference=record.sample.box, faceid=record.faceid)
-    return box, box is not None and not same
+    """(box, type_differs) of one face among a file's entries for its image: the rule of
+    :func:`pipeline.boxes.select_published` (split, then face id, then IoU > 0 with the
+    landmark box, else the only entry); ``type_differs`` when the box was typed for the
+    other split (the file held no entry for this one)."""
+    box = select_published(entries, split, record.faceid, reference=record.sample.box)
+    return box, box is not None and not of_split(entries, split)
 
 
 def _fail_or_list(bad: list[BadItem], on_bad: OnBad) -> list[str]:

@@ -87,3 +87,15 @@ def test_grid_png(tmp_path):
     out = tmp_path / "grid.png"
     augmentation_grid(samples, AugmentConfig(), 64, seed=0, path=out, per_sample=3, cell=64)
     assert load_rgb(out).shape == (2 * 64, 4 * 64, 3)
+
+
+@pytest.mark.parametrize("angle,flip", [(0.0, False), (12.0, False), (0.0, True), (-9.0, True)])
+def test_padded_crop_matrix_is_the_crop_matrix_shifted_by_pad(angle, flip):
+    from pipeline.image import crop_affine
+    plain = crop_affine(BOX, 48, 64, 0, angle, flip)
+    padded = crop_affine(BOX, 48, 64, 5, angle, flip)
+    np.testing.assert_allclose(padded[:, :2], plain[:, :2], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(padded[:, 2], plain[:, 2] + 5, rtol=0, atol=1e-9)
+    # the box centre stays the crop centre whatever the rotation and mirror
+    cx, cy = (BOX[0] + BOX[2]) / 2 - 0.5, (BOX[1] + BOX[3]) / 2 - 0.5
+    np.testing.assert_allclose(plain @ [cx, cy, 1], [31.5, 23.5], atol=1e-9)

@@ -43,9 +43,14 @@ def test_published_box_json_and_matching(tmp_path):
         "b.jpg": [{"bbox": [1, 1, 5, 5], "faceid": 7}, {"bbox": [10, 10, 20, 20], "faceid": 9}],
     }))
     data = BX.read_box_json(path)
-    assert BX.match_box(data["AFW/a.jpg"], reference=(48, 52, 69, 71)) == (50, 50, 70, 70)
-    assert BX.match_box(data["b.jpg"], faceid=9) == (10, 10, 20, 20)
-    assert BX.match_box(data["b.jpg"]) is None  # ambiguous without a reference
+    assert BX.select_published(data["AFW/a.jpg"], reference=(48, 52, 69, 71)) == (50, 50, 70, 70)
+    assert BX.select_published(data["AFW/a.jpg"], reference=(100, 100, 110, 110)) is None  # no overlap
+    assert BX.select_published(data["AFW/a.jpg"], reference=(100, 100, 110, 110), min_iou=None) == (0, 0, 10, 10)
+    assert BX.select_published(data["b.jpg"], faceid=9) == (10, 10, 20, 20)
+    assert BX.select_published(data["b.jpg"]) is None  # ambiguous without a reference
+    assert BX.select_published(data["AFW/a.jpg"], split="test", reference=(48, 52, 69, 71)) == (50, 50, 70, 70)
+    assert BX.best_iou([(0, 0, 10, 10), (0, 0, 10, 10)], (0, 0, 10, 10)) == (0, 1.0)  # ties: first
+    assert BX.best_iou([], (0, 0, 1, 1)) == (None, None)
 
 
 @pytest.mark.parametrize("text, message", [

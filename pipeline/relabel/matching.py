@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from ..boxes import Box, iou
+from ..boxes import Box, best_iou
 
 
 def choose_box(candidates: Sequence[Box], reference: Optional[Sequence[float]] = None
@@ -19,6 +19,5 @@ def choose_box(candidates: Sequence[Box], reference: Optional[Sequence[float]] =
         return None, None
     if reference is None:
         return max(candidates, key=lambda b: (b[2] - b[0]) * (b[3] - b[1])), None
-    scores = [iou(b, reference) for b in candidates]
-    best = max(range(len(candidates)), key=lambda i: scores[i])
-    return tuple(float(v) for v in candidates[best]), scores[best]
+    best, score = best_iou(candidates, reference)
+    return tuple(float(v) for v in candidates[best]), score

@@ -5,11 +5,10 @@ One file per dataset (``relabel.json_files``: dataset -> path), in the authors' 
 suffix>[#face]``: the file's names are compared without their suffix, first with the key's
 relative path, then with the trailing parts of the sample's image path (for files written
 against another dataset root). Faces whose ``type`` is absent or equals the sample's split
-are preferred; the others are used only when no such face exists, because a file's types
-follow its author's protocol (BIWI's file marks the protocol-3 split while protocol 1 tests
-on all of BIWI; same rule as :func:`pipeline.protocols.published_box`). ``#face`` selects the face with that ``faceid`` when the file has one,
-else all candidates go to :func:`pipeline.relabel.matching.choose_box` (IoU with the
-landmark box), like a detector's.
+are preferred, then ``#face`` selects the face with that ``faceid``, then the best IoU with
+the landmark box decides: :func:`pipeline.boxes.select_published`, the rule the protocols
+use too. The chosen box is the one candidate handed to the runner, which judges its IoU
+against ``min_iou`` like a detector's.
 """
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from ..boxes import Box, PublishedBox, read_box_json
+from ..boxes import Box, PublishedBox, read_box_json, select_published
 from ..manifest import Sample
 from .errors import RelabelError
 
@@ -61,11 +60,10 @@ class PublishedBoxes:
         return None
 
     def detect(self, image: Optional[np.ndarray], sample: Sample) -> Optional[list[Box]]:
-        """Candidate boxes for this face, None if the image is not listed."""
+        """[the box of this face], [] if the image lists no face, None if it is not listed."""
         faces = self._lookup(sample)
         if faces is None:
             return None
-        faces = [f for f in faces if f.type in (None, sample.split)] or faces
-        faceid = split_key(sample)[1]
-        by_id = [f.bbox for f in faces if faceid is not None and f.faceid == faceid]
-        return by_id or [f.bbox for f in faces]
+        box = select_published(faces, sample.split, split_key(sample)[1],
+                               reference=sample.box, min_iou=None)
+        return [box] if box is not None else []
