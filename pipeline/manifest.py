@@ -122,7 +122,3 @@ def read_manifest(path: str | Path, split: Optional[str] = None,
 
 def poses_array(samples: Sequence[Sample]) -> np.ndarray:
     return np.array([s.pose for s in samples], dtype=np.float64).reshape(-1, 3)
-
-
-def boxes_array(samples: Sequence[Sample]) -> np.ndarray:
-    return np.array([s.box for s in samples], dtype=np.float64).reshape(-1, 4)

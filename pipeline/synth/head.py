@@ -51,10 +51,6 @@ class Head:
                 return p
         raise KeyError(name)
 
-    @property
-    def bounding_radius(self) -> float:
-        return float(max(np.linalg.norm(p.centre) + p.radii.max() for p in self.parts))
-
 
 def _rot(x_deg=0.0, y_deg=0.0, z_deg=0.0) -> np.ndarray:
     return Rotation.from_euler("XYZ", [x_deg, y_deg, z_deg], degrees=True).as_matrix()
