@@ -37,6 +37,7 @@ import h5py
 import numpy as np
 
 from . import __version__, bins
+from .ensemble import num_windows
 from .errors import PipelineError
 from .manifest import atomic_write_bytes
 from .pose import ANGLE_NAMES, CONVENTION
@@ -66,7 +67,7 @@ class CacheMeta:
 
     @property
     def A(self) -> int:
-        return (2 * self.p // self.s + 1) ** 2
+        return num_windows(self.s, self.p)
 
     @property
     def expected_bin_size(self) -> int:

@@ -20,9 +20,19 @@ class DistContext:
         return self.rank == 0
 
 
-def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    if preference not in ("auto", "cpu", "cuda"):
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_device(preference: str) -> str:
+    """``preference`` if it is one of :data:`DEVICES` (for config ``__post_init__``), else ValueError."""
+    if preference not in DEVICES:
         raise ValueError(f"device must be auto, cpu or cuda, got {preference!r}")
+    return preference
+
+
+def pick_device(preference: str, local_rank: int = 0) -> torch.device:
+    """auto: cuda:local_rank when a GPU is visible, else cpu; cuda: the same, or an error."""
+    check_device(preference)
     if preference == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device: cuda was asked for but no GPU is visible")
     if preference == "cpu" or not torch.cuda.is_available():
@@ -46,15 +56,6 @@ def setup(preference: str = "auto") -> DistContext:
 def barrier(ctx: DistContext) -> None:
     if ctx.world_size > 1:
         dist.barrier()
-
-
-def broadcast_object(ctx: DistContext, value):
-    """Rank 0's ``value`` on every rank."""
-    if ctx.world_size == 1:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def teardown(ctx: DistContext) -> None:

@@ -8,7 +8,6 @@ chunk and rank 0 merges: the file equals the single-process one byte for byte.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -18,8 +17,9 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from . import bins
+from . import bins, distributed
 from .cache import CacheBuilder, CacheError, CacheMeta
+from .distributed import DistContext
 from .errors import PipelineError
 from .ensemble import check_autocast, check_stride_padding, ensemble_distributions
 from .image import ImageError, check_box, crop_box, load_rgb, to_tensor
@@ -56,37 +56,14 @@ def collate_fields(items):
     return (torch.tensor([i for i, _, _ in items]), torch.stack([z for _, z, _ in items]), [])
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            local = int(os.environ.get("LOCAL_RANK", 0))
-            return torch.device(f"cuda:{local}")
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def distributed_rank() -> tuple[int, int]:
-    """(rank, world_size); joins the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _all_ok(ok: bool, world_size: int) -> bool:
-    if world_size == 1:
+def _all_ok(ok: bool, ctx: DistContext) -> bool:
+    """True on every rank when ``ok`` is true on every rank (the flag lives on ``ctx.device``:
+    nccl only reduces tensors on this rank's own GPU)."""
+    if ctx.world_size == 1:
         return ok
-    flag = torch.tensor([1 if ok else 0], dtype=torch.int64,
-                        device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    flag = torch.tensor([1 if ok else 0], dtype=torch.int64, device=ctx.device)
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
-
-
-def _barrier(world_size: int) -> None:
-    if world_size > 1:
-        dist.barrier()
 
 
 def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: str | Path,
@@ -95,6 +72,11 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
                   max_windows: int = 512, progress: bool = True) -> Optional[Path]:
     """Label every sample (sorted by key, each with a box) into the cache at ``out_path``.
 
+    ``samples`` should come from :func:`pipeline.data.load_samples` (which checks that the
+    images exist); an image that cannot be decoded is reported by key and path.
+    ``device`` is "auto", "cpu" or "cuda" (:func:`pipeline.distributed.pick_device`); under
+    torchrun each rank uses cuda:LOCAL_RANK.
+
     Returns the path on rank 0 (None on other ranks). ``amp`` means bf16 autocast and
     channels_last on CUDA, checked against fp32 on the first batch; ignored on CPU.
     """
@@ -102,11 +84,8 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
     samples = sorted(samples, key=lambda s: s.key)
     if not samples:
         raise LabelingError(f"{out_path}: no samples to label")
-    missing = [s.image for s in samples if not Path(s.image).is_file()]
-    if missing:
-        raise LabelingError(f"{len(missing)} images not found, e.g. {missing[:3]}")
-    rank, world = distributed_rank()
-    dev = resolve_device(device)
+    ctx = distributed.setup(device)
+    rank, world, dev = ctx.rank, ctx.world_size, ctx.device
     use_amp = amp and dev.type == "cuda"
     model = model.to(dev).eval()
     if use_amp:
@@ -119,18 +98,18 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
             builder.acquire()
         except CacheError as exc:
             error = exc
-    if not _all_ok(error is None, world):
+    if not _all_ok(error is None, ctx):
         raise error or LabelingError(f"{out_path}: rank 0 could not take the cache lock")
     try:
-        _barrier(world)
+        distributed.barrier(ctx)
         pending = builder.pending(rank, world)
         _label_chunks(builder, samples, pending, model, dev, h, w, meta, batch_size,
                       num_workers, use_amp, max_windows, progress and rank == 0)
-        _barrier(world)
+        distributed.barrier(ctx)
         return builder.finish() if rank == 0 else None
     finally:
         builder.release()
-        _barrier(world)
+        distributed.barrier(ctx)
 
 
 def _label_chunks(builder: CacheBuilder, samples, pending, model, dev, h, w, meta, batch_size,
@@ -148,14 +127,14 @@ def _label_chunks(builder: CacheBuilder, samples, pending, model, dev, h, w, met
     heads = [bins.head_name(b) for b in meta.bin_sizes]
     total = sum(len(b) for b in batches)
     checked = not use_amp
-    current, acc = None, None
+    current, acc, done = None, None, 0
     with tqdm(total=total, unit="img", desc=f"ensemble A={meta.A}",
               disable=not show_progress, dynamic_ncols=True) as bar:
         for (idx, z, errors), chunk in zip(loader, chunk_of_batch):
             if errors:
                 raise LabelingError(f"{len(errors)} bad samples in a batch, e.g. {errors[0]}")
             if chunk != current:
-                current, acc = chunk, {"idx": [], **{k: [] for k in heads}}
+                current, acc, done = chunk, {"idx": [], **{k: [] for k in heads}}, 0
             z = z.to(dev, non_blocking=True)
             if not checked:
                 check_autocast(model, z[:1], meta.s, meta.p, meta.bin_sizes)
@@ -168,7 +147,8 @@ def _label_chunks(builder: CacheBuilder, samples, pending, model, dev, h, w, met
             for k in heads:
                 acc[k].append(probs[k].cpu().numpy())
             bar.update(len(idx))
-            idx_all = np.concatenate(acc["idx"])
-            if len(idx_all) == len(builder.chunk_keys(chunk)):
+            done += len(idx)
+            if done == len(builder.chunk_keys(chunk)):
+                idx_all = np.concatenate(acc["idx"])
                 boxes = np.array([samples[i].box for i in idx_all], dtype=np.float32)
                 builder.write_part(chunk, boxes, {k: np.concatenate(acc[k]) for k in heads})

@@ -20,11 +20,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pipeline import bins
-from pipeline.boxes import apply_boxes, read_boxes
 from pipeline.config import stage_config
+from pipeline.data import load_samples
+from pipeline.distributed import check_device, pick_device
 from pipeline.ensemble import ensemble_distributions, input_hw, num_windows
-from pipeline.labeling import LabelingError, ReceptiveFieldDataset, collate_fields, resolve_device
-from pipeline.manifest import Sample, atomic_write_bytes, poses_array, read_manifest
+from pipeline.labeling import LabelingError, ReceptiveFieldDataset, collate_fields
+from pipeline.manifest import Sample, atomic_write_bytes, poses_array
 from pipeline.model import load_checkpoint
 from pipeline.pose import ANGLE_NAMES
 
@@ -41,13 +42,14 @@ class EnsembleGridConfig:
     batch_size: int = 8
     max_windows: int = 512
     num_workers: int = 2
-    device: str = "auto"
+    device: str = "auto"                  # auto|cpu|cuda (pipeline.distributed.pick_device)
 
     def __post_init__(self):
         if not self.strides or min(self.strides) < 1:
             raise ValueError(f"strides must be integers >= 1, got {list(self.strides)}")
         if not self.paddings or min(self.paddings) < 0:
             raise ValueError(f"paddings must be integers >= 0, got {list(self.paddings)}")
+        check_device(self.device)
 
 
 def grid_points(strides: Sequence[int], paddings: Sequence[int]) -> list[tuple[int, int]]:
@@ -139,13 +141,11 @@ def heatmap(rows: list[dict], strides, paddings, png: Path) -> None:
 
 def run(params_path, overrides, item=None):
     cfg = stage_config("ensemble_grid", EnsembleGridConfig, params_path, overrides)
-    samples = read_manifest(cfg.manifest, split="test")
-    if cfg.boxes is not None:
-        samples = apply_boxes(samples, read_boxes(cfg.boxes), where=str(cfg.boxes))
+    samples = load_samples(cfg.manifest, split="test", boxes=cfg.boxes, datasets=cfg.datasets)
     datasets = cfg.datasets or tuple(sorted({s.dataset for s in samples}))
     points = grid_points(cfg.strides, cfg.paddings)
     model, _ = load_checkpoint(cfg.checkpoint)
-    device = resolve_device(cfg.device)
+    device = pick_device(cfg.device)
     rows = []
     for dataset in datasets:
         subset = [s for s in samples if s.dataset == dataset]

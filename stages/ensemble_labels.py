@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from pipeline.boxes import apply_boxes, read_boxes
 from pipeline.cache import CacheMeta
 from pipeline.config import stage_config
+from pipeline.data import load_samples
+from pipeline.distributed import check_device
 from pipeline.ensemble import check_stride_padding, input_hw
 from pipeline.labeling import label_samples
-from pipeline.manifest import Sample, file_sha256, read_manifest
+from pipeline.manifest import Sample, file_sha256
 from pipeline.model import checkpoint_sha256, load_checkpoint
 
 
@@ -32,18 +33,16 @@ class EnsembleLabelsConfig:
     chunk_size: int = 256           # images per resumable part
     max_windows: int = 512          # windows per forward pass (whole images)
     num_workers: int = 2
-    device: str = "auto"            # auto = cuda:LOCAL_RANK when available, else cpu
+    device: str = "auto"            # auto|cpu|cuda; auto = cuda:LOCAL_RANK when available, else cpu
     amp: bool = True                # bf16 autocast + channels_last on CUDA (checked vs fp32)
 
     def __post_init__(self):
         check_stride_padding(self.s, self.p)
+        check_device(self.device)
 
 
 def training_samples(manifest: Path, boxes: Optional[Path]) -> list[Sample]:
-    samples = read_manifest(manifest, split="train")
-    if boxes is not None:
-        samples = apply_boxes(samples, read_boxes(boxes), where=str(boxes))
-    return samples
+    return load_samples(manifest, split="train", boxes=boxes)
 
 
 def run(params_path, overrides, item=None):

@@ -23,8 +23,8 @@ import torch
 
 from pipeline.config import DEFAULT_PARAMS, ConfigError, stage_config
 from pipeline.data import PoseDataset, load_samples
+from pipeline.distributed import check_device, pick_device
 from pipeline.ensemble import num_windows
-from pipeline.labeling import resolve_device
 from pipeline.manifest import atomic_write_bytes, poses_array
 from pipeline.metrics import mae_summary, predict_dataset
 from pipeline.model import load_checkpoint
@@ -49,6 +49,9 @@ class EvaluateConfig:
     device: str = "auto"
     metrics: Path = Path("metrics/evaluate.json")
     predictions: Path = Path("outputs/evaluate/predictions.csv")
+
+    def __post_init__(self):
+        check_device(self.device)
 
 
 def read_protocol(report: Path) -> int:
@@ -78,10 +81,11 @@ def predictions_csv(keys, datasets, rows: dict[str, np.ndarray]) -> bytes:
 @torch.no_grad()
 def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[str, Path]) -> tuple[dict, bytes]:
     """(metrics dict, predictions CSV bytes) for Base, Ensemble and the students."""
+    protocol = read_protocol(cfg.prepare_report)   # before any compute: fail fast
     samples = load_samples(cfg.manifest, split="test", boxes=cfg.boxes, datasets=cfg.datasets)
     if not samples:
         raise ConfigError(f"{cfg.manifest}: no test samples" + (f" of {list(cfg.datasets)}" if cfg.datasets else ""))
-    device = resolve_device(cfg.device)
+    device = pick_device(cfg.device)
     teacher, _ = load_checkpoint(cfg.teacher, map_location=device)
     rows = {}
     preds, _ = predict_dataset(teacher, PoseDataset(samples, teacher.input_size), cfg.batch_size, device,
@@ -100,7 +104,7 @@ def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[str, Path]
     test = {dataset: {row: _summary(pred[names == dataset], truth[names == dataset])
                       for row, pred in rows.items()}
             for dataset in sorted(set(names))}
-    metrics = {"protocol": read_protocol(cfg.prepare_report),
+    metrics = {"protocol": protocol,
                "ensemble": {"s": s, "p": p, "A": num_windows(s, p)},
                "samples": {dataset: int((names == dataset).sum()) for dataset in sorted(set(names))},
                "test": test}

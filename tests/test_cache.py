@@ -8,6 +8,7 @@ import pytest
 
 from pipeline import bins
 from pipeline.cache import CacheBuilder, CacheError, CacheMeta, Expect, open_cache, write_cache
+from pipeline.ensemble import num_windows
 
 KEYS = ["300W_LP/a_1", "300W_LP/a_2", "300W_LP/b_1", "BIWI/01/f_1", "BIWI/01/f_2"]
 
@@ -73,7 +74,7 @@ def test_reader_rows_and_lazy_pickling(tmp_path):
     path = tmp_path / "t.h5"
     probs, boxes = _build(path)
     cache = open_cache(path, Expect(manifest_sha256="m" * 64, keys=KEYS[:2], bin_sizes=(1,)))
-    assert len(cache) == 5 and cache.meta.A == 25
+    assert len(cache) == 5 and cache.meta.A == 25 == num_windows(cache.meta.s, cache.meta.p)
     np.testing.assert_allclose(cache.probs("BIWI/01/f_1", 2), probs["b2"][3], atol=1e-3)
     np.testing.assert_array_equal(cache.box("300W_LP/a_2"), boxes[1])
     clone = pickle.loads(pickle.dumps(cache))  # what a DataLoader worker receives

@@ -60,3 +60,22 @@ def test_missing_student_checkpoint_is_named(project):
     root, _ = project
     with pytest.raises(Exception, match="resnet34.pt: checkpoint not found"):
         evaluate_stage.run(root / "params.yaml", ["distill.students=[resnet18, resnet34]"])
+
+
+def test_missing_prepare_report_fails_before_any_compute(project, monkeypatch):
+    root, _ = project
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("computed before reading the prepare report")
+
+    monkeypatch.setattr(evaluate_stage, "load_checkpoint", no_compute)
+    monkeypatch.setattr(evaluate_stage, "load_samples", no_compute)
+    with pytest.raises(Exception, match="gone.json: prepare report not found"):
+        evaluate_stage.run(root / "params.yaml", [f"evaluate.prepare_report={root / 'gone.json'}"])
+
+
+def test_bad_device_is_a_config_error(project):
+    root, _ = project
+    from pipeline.config import ConfigError
+    with pytest.raises(ConfigError, match="evaluate: device must be auto, cpu or cuda, got 'gpu'"):
+        evaluate_stage.run(root / "params.yaml", ["evaluate.device=gpu"])

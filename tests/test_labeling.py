@@ -82,6 +82,17 @@ def test_stage_uses_relabel_boxes_and_refuses_bad_p(tmp_path):
     from pipeline.config import ConfigError
     with pytest.raises(ConfigError, match="multiple of the stride"):
         ensemble_labels.run(tmp_path / "params.yaml", ["ensemble_labels.p=3"])
+    with pytest.raises(ConfigError, match="ensemble_labels: device must be auto, cpu or cuda, got 'cuda:1'"):
+        ensemble_labels.run(tmp_path / "params.yaml", ["ensemble_labels.device=cuda:1"])
+
+
+def test_missing_image_is_named_before_labelling(tmp_path):
+    from pipeline.manifest import ManifestError
+    samples, _ = make_project(tmp_path, n_train=3, n_test=0)
+    Path(samples[2].image).unlink()
+    with pytest.raises(ManifestError, match=r"SYN/002: image file .*2\.png not found"):
+        ensemble_labels.run(tmp_path / "params.yaml", [])
+    assert not (tmp_path / "cache.h5").exists()
 
 
 def test_unreadable_image_is_a_clear_error_not_a_worker_crash(tmp_path):

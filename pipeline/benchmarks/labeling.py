@@ -24,13 +24,9 @@ from ..cache import CacheMeta, write_cache
 from ..ensemble import ensemble_distributions, num_windows, receptive_field, windows
 from ..image import crop_box, to_tensor
 from ..model import build_model
+from ..train import _sync
 
 FP16_FLOOR = 2.0 ** -24  # smallest float16 subnormal: stored zeros are read as this in the KL
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _timed(fn, device, repeats):
