@@ -253,4 +253,5 @@ def test_bench_distill_runs_all_three_paths(tmp_path):
     result = bench_run(tmp_path / "params.yaml", steps=2, online_steps=1, workers=0)
     assert set(result["runs"]) == {"a_cache", "b_hard_labels", "c_online_teacher"}
     assert result["A"] == 9 and [r["images"] for r in result["runs"].values()] == [8, 8, 4]
-    assert result["a_over_c"] > 1.0  # even at A = 9 and 16 px the online ensemble costs more
+    # ratios are reported, not asserted: speed targets live in `pipeline bench`, not in unit tests
+    assert all(r["images_per_s"] > 0 for r in result["runs"].values())
