@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import BadItem, DatasetError, Record, read_in_order, record_from_mat
+from .common import BadItem, Record, find_images, read_in_order, record_from_mat
 
 NAME = "AFLW2000"
 
 
 def list_images(data_root: str | Path) -> list[Path]:
-    folder = Path(data_root) / NAME
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: AFLW2000 folder not found")
-    images = sorted(folder.glob("image*.jpg"))
-    if not images:
-        raise DatasetError(f"{folder}: no image*.jpg files found")
-    return images
+    return find_images(Path(data_root) / NAME, "image*.jpg", "AFLW2000")
 
 
 def read(data_root: str | Path, workers: int = 1) -> tuple[list[Record], list[BadItem]]:

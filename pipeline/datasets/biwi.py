@@ -14,20 +14,14 @@ import numpy as np
 
 from .. import pose as posemod
 from ..manifest import Sample
-from .common import (BadItem, DatasetError, Record, checked_pose, image_size, make_key,
+from .common import (BadItem, DatasetError, Record, find_images, checked_pose, image_size, make_key,
                      read_in_order)
 
 NAME = "BIWI"
 
 
 def list_images(data_root: str | Path) -> list[Path]:
-    hpdb = Path(data_root) / NAME / "hpdb"
-    if not hpdb.is_dir():
-        raise DatasetError(f"{hpdb}: BIWI hpdb folder not found")
-    images = sorted(hpdb.glob("[0-9]*/frame_*_rgb.png"))
-    if not images:
-        raise DatasetError(f"{hpdb}: no NN/frame_XXXXX_rgb.png images found")
-    return images
+    return find_images(Path(data_root) / NAME / "hpdb", "[0-9]*/frame_*_rgb.png", "BIWI hpdb")
 
 
 def read_pose_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:

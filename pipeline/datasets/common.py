@@ -44,6 +44,16 @@ class BadItem:
     message: str                   # starts with the offending file: "<path>: <problem>"
 
 
+def find_images(folder: Path, pattern: str, what: str) -> list[Path]:
+    """Sorted ``folder.glob(pattern)``; a missing folder or no match is an error naming it."""
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: {what} folder not found")
+    images = sorted(folder.glob(pattern))
+    if not images:
+        raise DatasetError(f"{folder}: no {pattern} files found")
+    return images
+
+
 def make_key(dataset: str, rel: str, face: Optional[int] = None) -> str:
     """``<DATASET>/<path relative to the dataset folder without extension>[#face]``."""
     stem = rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
