@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_json(path: str | Path, data) -> None:
+    """Deterministic JSON (sorted keys, fixed indent, trailing newline), written atomically."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def write_manifest(path: str | Path, samples: Iterable[Sample]) -> str:

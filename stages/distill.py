@@ -12,7 +12,6 @@ sha256 and attributes. Outs per student: ``<checkpoint_dir>/<backbone>.pt``,
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -26,7 +25,7 @@ from pipeline.data import PoseDataset, holdout_split, load_samples
 from pipeline.distill import DistillDataset, RotationRule, open_student_cache
 from pipeline.distributed import barrier, setup, teardown
 from pipeline.losses import distillation_loss
-from pipeline.manifest import atomic_write_bytes, file_sha256
+from pipeline.manifest import file_sha256, write_json
 from pipeline.metrics import evaluate
 from pipeline.model import BACKBONES, build_model, checkpoint_meta, load_checkpoint
 from pipeline.train import TRAINING_CODE_MODULES, TrainingStageConfig, fit
@@ -113,8 +112,7 @@ def distill(cfg: DistillConfig, backbone: str, on_step=None) -> Optional[dict]:
                    "timing": summary["timing"],
                    "checkpoint_sha256": file_sha256(cfg.checkpoint(backbone)),
                    "teacher_cache": provenance}
-        atomic_write_bytes(cfg.metrics_dir / f"{backbone}.json",
-                           (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
+        write_json(cfg.metrics_dir / f"{backbone}.json", metrics)
         print(f"distill {backbone}: best epoch {metrics['best_epoch']}, validation MAE {metrics['val']['mae']:.2f}")
         return metrics
     finally:

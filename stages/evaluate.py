@@ -25,7 +25,7 @@ from pipeline.config import DEFAULT_PARAMS, ConfigError, stage_config
 from pipeline.data import PoseDataset, load_samples
 from pipeline.distributed import check_device, pick_device
 from pipeline.ensemble import num_windows
-from pipeline.manifest import atomic_write_bytes, poses_array
+from pipeline.manifest import atomic_write_bytes, poses_array, write_json
 from pipeline.metrics import mae_summary, predict_dataset
 from pipeline.model import load_checkpoint
 from pipeline.pose import ANGLE_NAMES
@@ -118,7 +118,7 @@ def run(params_path: str | Path = DEFAULT_PARAMS, overrides=(), item=None) -> di
     students = {b: distill.checkpoint(b) for b in distill.students}
     metrics, predictions = evaluate_rows(cfg, ensemble.s, ensemble.p, students)
     atomic_write_bytes(cfg.predictions, predictions)
-    atomic_write_bytes(cfg.metrics, (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
+    write_json(cfg.metrics, metrics)
     for dataset, table in metrics["test"].items():
         print(f"{dataset}: " + ", ".join(f"{row} {v['mean']:.3f}" for row, v in table.items()))
     return metrics

@@ -9,14 +9,13 @@ In the default profile ``data_root`` is ``data/synth``, written in the real form
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pipeline import protocols
 from pipeline.config import DEFAULT_PARAMS, as_dict, stage_config
-from pipeline.manifest import atomic_write_bytes, manifest_bytes
+from pipeline.manifest import atomic_write_bytes, manifest_bytes, write_json
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,7 @@ def prepare(cfg: PrepareConfig, data_root: Path) -> dict:
     report = {**report, "data_root": str(data_root), "config": as_dict(cfg),
               "manifest": str(cfg.manifest), "manifest_sha256": hashlib.sha256(data).hexdigest()}
     atomic_write_bytes(cfg.manifest, data)
-    atomic_write_bytes(cfg.report, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
+    write_json(cfg.report, report)
     return report
 
 

@@ -6,11 +6,10 @@ went through (see :mod:`pipeline.relabel.runner`).
 """
 from __future__ import annotations
 
-import json
 
 from pipeline.boxes import write_boxes
 from pipeline.config import DEFAULT_PARAMS, stage_config
-from pipeline.manifest import atomic_write_bytes, read_manifest
+from pipeline.manifest import read_manifest, write_json
 from pipeline.relabel import RelabelConfig, boxes_table, build_report, relabel_samples
 
 
@@ -20,6 +19,6 @@ def run(params_path=DEFAULT_PARAMS, overrides=(), item=None):
     outcomes = relabel_samples(samples, config)
     report = build_report(outcomes, config)
     write_boxes(config.boxes, boxes_table(outcomes))
-    atomic_write_bytes(config.report, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
+    write_json(config.report, report)
     print(f"relabel ({config.backend}): {report['samples']} samples, {report['detections']} detected, "
           f"{report['fallbacks']} fallbacks, mean IoU {report['mean_iou']} -> {config.boxes}")

@@ -12,7 +12,6 @@ Under ``torchrun --nproc_per_node N`` it trains with DDP (batch_size stays the g
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -25,7 +24,7 @@ from pipeline.config import DEFAULT_PARAMS, as_dict, stage_config
 from pipeline.data import PoseDataset, holdout_split, load_samples
 from pipeline.distributed import barrier, setup, teardown
 from pipeline.losses import teacher_loss
-from pipeline.manifest import atomic_write_bytes, file_sha256
+from pipeline.manifest import file_sha256, write_json
 from pipeline.metrics import evaluate, trivial_mae
 from pipeline.model import BACKBONES, build_model, checkpoint_meta, load_checkpoint
 from pipeline.train import TrainingStageConfig, fit
@@ -84,7 +83,7 @@ def train_teacher(cfg: TrainTeacherConfig, on_step=None) -> Optional[dict]:
             "timing": summary["timing"],
             "checkpoint_sha256": file_sha256(cfg.checkpoint),
         }
-        atomic_write_bytes(cfg.metrics, (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
+        write_json(cfg.metrics, metrics)
         print(f"best epoch {metrics['best_epoch']}: validation MAE {metrics['val']['mae']:.2f} "
               f"(mean-pose predictor {metrics['val']['trivial_mae']:.2f})")
         return metrics
