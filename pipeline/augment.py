@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from .draw import draw_axes, grid
-from .image import crop_box, load_rgb
+from .image import crop_box, encode_image, load_rgb
 from .manifest import Sample, atomic_write_bytes
 from .pose import flip_pose, rotate_pose_in_plane
 
@@ -126,7 +126,4 @@ def augmentation_grid(samples: Sequence[Sample], cfg: AugmentConfig, size: int, 
             big = cv2.resize(crop, (cell, cell), interpolation=cv2.INTER_LINEAR)
             cells.append(draw_axes(big, pose))
     sheet = grid(cells, per_sample + 1)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError(f"{path}: could not encode the augmentation grid")
-    atomic_write_bytes(path, png.tobytes())
+    atomic_write_bytes(path, encode_image(sheet))

@@ -1,6 +1,7 @@
 """Image loading and the face crop: the one place where pixels enter the project.
 
-* Images are converted to RGB exactly once, here, at load (OpenCV reads BGR).
+* Images are converted to RGB exactly once, here, at load (OpenCV reads BGR), and back to
+  BGR only here, when encoded for writing.
 * The crop maps the box (x1, y1, x2, y2) onto an ``out_h`` x ``out_w`` image by stretching
   (no aspect keep), optionally grown by ``pad`` pixels *of the output scale* on every side,
   with the pixels taken from the image (paper section 3.3: Z = box scaled to h x w, then
@@ -95,3 +96,12 @@ def to_tensor_batch(images: np.ndarray) -> torch.Tensor:
     """NxHxWx3 uint8 RGB -> Nx3xHxW float32, ImageNet-normalised."""
     arr = (images.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
+
+
+def encode_image(rgb: np.ndarray, suffix: str = ".png", jpeg_quality: int = 95) -> bytes:
+    """HxWx3 uint8 RGB -> bytes of a .png or .jpg file."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if suffix == ".jpg" else []
+    ok, encoded = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise ImageError(f"could not encode a {rgb.shape} image as {suffix}")
+    return encoded.tobytes()

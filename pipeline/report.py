@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import cv2
 import numpy as np
 
 from .draw import draw_axes, grid
-from .image import crop_box, load_rgb
+from .image import crop_box, encode_image, load_rgb
 from .manifest import Sample, atomic_write_bytes
 from .pose import ANGLE_NAMES
 
@@ -92,7 +91,4 @@ def figure7(samples: Sequence[Sample], predicted: np.ndarray, path: str | Path, 
         crop = draw_axes(crop, sample.pose, thickness=TRUTH_THICKNESS)
         cells.append(draw_axes(crop, pred, thickness=PRED_THICKNESS))
     sheet = grid(cells, min(columns, len(cells)))
-    ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError(f"{path}: could not encode figure 7")
-    atomic_write_bytes(path, png.tobytes())
+    atomic_write_bytes(path, encode_image(sheet))

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import as_dict
+from ..image import encode_image
 from ..manifest import atomic_write_bytes
 from ..pose import flip_pose, in_range, rotation_from_pose
 from . import writers
@@ -222,7 +223,7 @@ def generate(cfg: SynthConfig) -> dict:
     atomic_write_bytes(tmp / "synth.json", (json.dumps(summary, indent=1, sort_keys=True) + "\n").encode())
     if records:
         sheet = contact_sheet(tmp, cfg.contact_per_set)
-        atomic_write_bytes(tmp / "contact_sheet.png", writers.png_bytes(sheet))
+        atomic_write_bytes(tmp / "contact_sheet.png", encode_image(sheet))
     old = out.with_name(out.name + ".old")
     if out.exists():
         if old.exists():

@@ -6,10 +6,10 @@ import io
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import scipy.io
 
+from ..image import encode_image
 from ..pose import biwi_matrix_from_pose, pose_para_from_pose
 
 # MAT v5 header: 116 bytes of text (scipy writes the creation time here), then the
@@ -26,20 +26,6 @@ def mat_bytes(variables: dict) -> bytes:
     return bytes(data)
 
 
-def jpeg_bytes(rgb: np.ndarray, quality: int) -> bytes:
-    ok, enc = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return enc.tobytes()
-
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-    ok, enc = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return enc.tobytes()
-
-
 def pose_para(pose, translation_px, scale: float) -> np.ndarray:
     """1x7 ``Pose_Para``: the angles (radians, :func:`pipeline.pose.pose_para_from_pose`),
     a translation (projected head centre x, y-up image y, 0) and a scale (pixels per mm)."""
@@ -50,7 +36,7 @@ def write_300wlp(path: Path, image: np.ndarray, quality: int, pose, pt2d_68: np.
                  translation_px, scale: float) -> None:
     """``<NAME>.jpg`` + ``<NAME>.mat`` with ``Pose_Para`` (1x7) and ``pt2d`` (2x68 pixels)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".jpg").write_bytes(jpeg_bytes(image, quality))
+    path.with_suffix(".jpg").write_bytes(encode_image(image, ".jpg", quality))
     path.with_suffix(".mat").write_bytes(mat_bytes({
         "Pose_Para": pose_para(pose, translation_px, scale),
         "pt2d": np.ascontiguousarray(pt2d_68.T, dtype=np.float64)}))
@@ -61,7 +47,7 @@ def write_aflw2000(path: Path, image: np.ndarray, quality: int, pose, pt3d_68: n
     """``imageNNNNN.jpg`` + ``.mat``: ``Pose_Para`` 1x7, ``pt3d_68`` 3x68 (x, y pixels and
     depth), ``pt2d`` 2x21 AFLW points with -1 where a point is not visible."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".jpg").write_bytes(jpeg_bytes(image, quality))
+    path.with_suffix(".jpg").write_bytes(encode_image(image, ".jpg", quality))
     path.with_suffix(".mat").write_bytes(mat_bytes({
         "Pose_Para": pose_para(pose, translation_px, scale),
         "pt3d_68": np.ascontiguousarray(pt3d_68.T, dtype=np.float64),
@@ -77,7 +63,7 @@ def biwi_pose_text(pose, translation_mm) -> str:
 def write_biwi(frame_prefix: Path, image: np.ndarray, pose, translation_mm) -> None:
     """``frame_XXXXX_rgb.png`` + ``frame_XXXXX_pose.txt`` beside it."""
     frame_prefix.parent.mkdir(parents=True, exist_ok=True)
-    frame_prefix.with_name(frame_prefix.name + "_rgb.png").write_bytes(png_bytes(image))
+    frame_prefix.with_name(frame_prefix.name + "_rgb.png").write_bytes(encode_image(image))
     frame_prefix.with_name(frame_prefix.name + "_pose.txt").write_text(biwi_pose_text(pose, translation_mm))
 
 
