@@ -5,6 +5,7 @@ stage, dep, out and params key of dvc.yaml is exercised; a second `dvc repro` mu
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -75,6 +76,9 @@ def test_every_params_block_parses_into_its_stage_config(params_file):
             pytest.fail(f"{params_file}: {exc}")
 
 
+DVC_ENV = {**os.environ, "DVC_NO_ANALYTICS": "1"}  # no network calls from the test
+
+
 def git(cwd, *args):
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
@@ -91,11 +95,11 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(tmp_path):
             params[block].update(values)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git(tmp_path, "init", "-q")
-    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True, env=DVC_ENV)
     git(tmp_path, "add", "-A")
     git(tmp_path, "-c", "user.name=ci", "-c", "user.email=ci@example.invalid", "commit", "-qm", "init")
 
-    first = subprocess.run(["dvc", "repro"], cwd=tmp_path, capture_output=True, text=True)
+    first = subprocess.run(["dvc", "repro"], cwd=tmp_path, capture_output=True, text=True, env=DVC_ENV)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     for name in stage_names(dvc_yaml):
@@ -103,6 +107,6 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(tmp_path):
     assert (tmp_path / "data/manifest.csv").exists()
     assert (tmp_path / "cache/teacher-labels.h5").exists()
 
-    second = subprocess.run(["dvc", "repro"], cwd=tmp_path, capture_output=True, text=True)
+    second = subprocess.run(["dvc", "repro"], cwd=tmp_path, capture_output=True, text=True, env=DVC_ENV)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Running stage" not in second.stdout, second.stdout
