@@ -1,7 +1,6 @@
 import json
 import pickle
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -13,9 +12,10 @@ from pipeline.cache import CacheError, CacheMeta, open_cache, write_cache
 from pipeline.distill import DistillDataset, open_student_cache, shift_distribution, teacher_target
 from pipeline.losses import distillation_loss
 from pipeline.manifest import Sample, file_sha256, write_manifest
-from pipeline.model import build_model, checkpoint_meta, read_checkpoint
+from pipeline.model import build_model, read_checkpoint
 from pipeline.pose import flip_pose, rotate_pose_in_plane
 from stages import distill as distill_stage
+from fixtures_project import noise_samples, write_project
 
 torch.set_num_threads(1)
 SIZE = 16
@@ -30,22 +30,9 @@ def _softmax(x):
 def make_kd_project(tmp_path, n_train=8, n_test=4, s=1, p=1):
     """Images, manifest, prepare report, a random teacher checkpoint, a cache written with
     write_cache (bell-shaped distributions around the labels) and a params file."""
-    rng = np.random.default_rng(0)
-    samples = []
-    for i in range(n_train + n_test):
-        image = tmp_path / "img" / f"{i}.png"
-        image.parent.mkdir(exist_ok=True)
-        cv2.imwrite(str(image), rng.integers(0, 256, (40, 36, 3), dtype=np.uint8))
-        samples.append(Sample(key=f"SYN/{i:03d}", dataset="SYN" if i < n_train else "SYNTEST",
-                              image=str(image), pose=tuple(rng.uniform(-40, 40, 3)), box=(6.0, 8.0, 26.0, 32.0),
-                              split="train" if i < n_train else "test"))
-    manifest = tmp_path / "manifest.csv"
-    write_manifest(manifest, samples)
+    samples = noise_samples(tmp_path, n_train, n_test, pose_limit=40, test_dataset="SYNTEST")
+    manifest, _ = write_project(tmp_path, samples, SIZE)
     (tmp_path / "prepare-report.json").write_text(json.dumps({"protocol": 1}))
-    torch.manual_seed(0)
-    teacher = build_model("resnet18", input_size=SIZE).eval()
-    torch.save({"model": teacher.state_dict(), "meta": checkpoint_meta(teacher, {}, file_sha256(manifest))},
-               tmp_path / "teacher.pt")
     train = sorted((x for x in samples if x.split == "train"), key=lambda x: x.key)
     write_tiny_cache(tmp_path / "cache.h5", train, file_sha256(manifest), file_sha256(tmp_path / "teacher.pt"), s, p)
     params = {

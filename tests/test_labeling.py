@@ -20,9 +20,9 @@ from pipeline.cache import Expect, open_cache
 from pipeline.ensemble import ensemble_distributions, receptive_field
 from pipeline.image import load_rgb, to_tensor
 from pipeline.labeling import LabelingError
-from pipeline.manifest import Sample, file_sha256, write_manifest
-from pipeline.model import build_model, checkpoint_meta
+from pipeline.manifest import file_sha256
 from stages import ensemble_labels
+from fixtures_project import noise_samples, write_project
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,21 +31,8 @@ SIZE = 16
 
 def make_project(tmp_path, n_train=6, n_test=2, s=2, p=4):
     """Images, manifest, a random ResNet18 teacher checkpoint at 16 px and a params file."""
-    rng = np.random.default_rng(0)
-    samples = []
-    for i in range(n_train + n_test):
-        image = tmp_path / "img" / f"{i}.png"
-        image.parent.mkdir(exist_ok=True)
-        cv2.imwrite(str(image), rng.integers(0, 256, (40, 36, 3), dtype=np.uint8))
-        samples.append(Sample(key=f"SYN/{i:03d}", dataset="SYN", image=str(image),
-                              pose=tuple(rng.uniform(-60, 60, 3)), box=(6.0, 8.0, 26.0, 32.0),
-                              split="train" if i < n_train else "test"))
-    write_manifest(tmp_path / "manifest.csv", samples)
-    torch.manual_seed(0)
-    model = build_model("resnet18", input_size=SIZE).eval()
-    torch.save({"model": model.state_dict(),
-                "meta": checkpoint_meta(model, {}, file_sha256(tmp_path / "manifest.csv"))},
-               tmp_path / "teacher.pt")
+    samples = noise_samples(tmp_path, n_train, n_test, pose_limit=60)
+    _, model = write_project(tmp_path, samples, SIZE)
     block = {"s": s, "p": p, "manifest": str(tmp_path / "manifest.csv"),
              "checkpoint": str(tmp_path / "teacher.pt"), "out": str(tmp_path / "cache.h5"),
              "batch_size": 2, "chunk_size": 2, "num_workers": 0, "device": "cpu"}
