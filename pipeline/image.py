@@ -62,7 +62,7 @@ def crop_affine(box, out_h: int, out_w: int, pad: int = 0, angle_ccw: float = 0.
     flip the matrix is the plain stretch (no products), so the plain crop stays exact."""
     x1, y1, x2, y2 = (float(v) for v in box)
     rx, ry = out_w / (x2 - x1), out_h / (y2 - y1)
-    # pixel centres: source x maps to (x - x1) * rx - 0.5 + 0.5 ... with corner alignment
+    # box edges x1..x2 map to crop edges pad..pad+out_w; pixel centres sit at index + 0.5
     matrix = np.array([[rx, 0.0, pad - x1 * rx + 0.5 * rx - 0.5],
                        [0.0, ry, pad - y1 * ry + 0.5 * ry - 0.5]], dtype=np.float64)
     if not (angle_ccw or flip):
@@ -86,16 +86,15 @@ def crop_box(image: np.ndarray, box, out_h: int, out_w: int, pad: int = 0,
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8 RGB -> 3xHxW float32, ImageNet-normalised."""
-    arr = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
-
-
 def to_tensor_batch(images: np.ndarray) -> torch.Tensor:
     """NxHxWx3 uint8 RGB -> Nx3xHxW float32, ImageNet-normalised."""
     arr = (images.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 RGB -> 3xHxW float32, ImageNet-normalised."""
+    return to_tensor_batch(image[None])[0]
 
 
 def encode_image(rgb: np.ndarray, suffix: str = ".png", jpeg_quality: int = 95) -> bytes:
