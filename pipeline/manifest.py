@@ -10,14 +10,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 from .errors import PipelineError
+from .files import atomic_write_bytes, file_sha256, write_json  # noqa: F401 (re-exported)
 
 COLUMNS = ("key", "dataset", "split", "subject", "image",
            "pitch", "yaw", "roll", "x1", "y1", "x2", "y2")
@@ -64,36 +63,11 @@ def manifest_bytes(samples: Iterable[Sample]) -> bytes:
     return buf.getvalue().encode()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def write_json(path: str | Path, data) -> None:
-    """Deterministic JSON (sorted keys, fixed indent, trailing newline), written atomically."""
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
-
-
 def write_manifest(path: str | Path, samples: Iterable[Sample]) -> str:
     """Write the manifest atomically; returns its sha256."""
     data = manifest_bytes(samples)
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(path: str | Path, split: Optional[str] = None,
