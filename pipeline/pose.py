@@ -23,9 +23,9 @@ Dataset formats (each has exactly one function here)
   This is the label convention of the paper's authors (pitch negated w.r.t. Hopenet's).
 * BIWI ``frame_XXXXX_pose.txt``: the 3x3 matrix (as its rows are stored) is R of our
   convention; the angles are its intrinsic-XYZ decomposition (the authors' conversion).
-* AFLW ``FacePose`` (roll, pitch, yaw radians): the POSIT fit uses the same y-up frame as
-  3DDFA, so our pose is degrees(pitch, yaw, roll) * (-1, 1, 1) like 300W-LP. This sign
-  choice is the one assumption here that no fixture of the real data could confirm.
+* AFLW ``FacePose`` (roll, pitch, yaw radians): our pose is degrees(-pitch, yaw, -roll),
+  the conversion of the authors' AFLW reader and of HopeNet's, so that protocol 2 labels
+  are theirs (pitch and roll negated).
 
 Pose-changing augmentations
 ---------------------------
@@ -44,7 +44,9 @@ ANGLE_LIMIT = 99.0
 EULER_ORDER = "XYZ"  # scipy: upper case = intrinsic
 CONVENTION = "opencv-camera;R=Rx(pitch)Ry(yaw)Rz(roll);degrees;pitch>0=down"
 _POSE_PARA_SIGNS = np.array([-1.0, 1.0, 1.0])
-_AFLW_SIGNS = np.array([-1.0, 1.0, 1.0])
+_AFLW_SIGNS = np.array([-1.0, 1.0, -1.0])
+# A matrix is taken for a rotation when max|R^T R - I| and |det R - 1| are both within this.
+ROTATION_TOLERANCE = 1e-3
 
 
 def _as_poses(pose) -> np.ndarray:
@@ -68,8 +70,13 @@ def pose_from_rotation(matrix) -> np.ndarray:
     if mats.shape[-2:] != (3, 3):
         raise ValueError(f"expected 3x3 rotation matrices, got shape {mats.shape}")
     flat = mats.reshape(-1, 3, 3)
-    if not np.all(np.isfinite(flat)) or np.any(np.abs(np.linalg.det(flat) - 1.0) > 1e-3):
-        raise ValueError("not a rotation matrix (non-finite entries or det != 1)")
+    if not np.all(np.isfinite(flat)):
+        raise ValueError("not a rotation matrix (non-finite entries)")
+    orthonormal = np.abs(np.swapaxes(flat, 1, 2) @ flat - np.eye(3)).max()
+    det = np.abs(np.linalg.det(flat) - 1.0).max()
+    if orthonormal > ROTATION_TOLERANCE or det > ROTATION_TOLERANCE:
+        raise ValueError(f"not a rotation matrix: max|R^T R - I| = {orthonormal:.3g}, "
+                         f"|det R - 1| = {det:.3g} (tolerance {ROTATION_TOLERANCE:g})")
     poses = Rotation.from_matrix(flat).as_euler(EULER_ORDER, degrees=True)
     return poses.reshape(mats.shape[:-2] + (3,))
 

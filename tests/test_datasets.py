@@ -88,8 +88,9 @@ def test_aflw_faces_poses_rects_and_keys(tmp_path):
     assert bad == []
     a, b = records
     assert a.sample.key == "AFLW/flickr/0/image00002#40" and b.sample.key == "AFLW/flickr/0/image00002#41"
-    assert a.sample.pose == pytest.approx(posemod.pose_from_aflw(0.3, -0.4, 0.1))
-    assert a.sample.pose[0] == pytest.approx(-math.degrees(0.3))   # pitch negated like 300W-LP
+    # FacePose (roll, pitch, yaw) = (0.1, 0.3, -0.4) -> degrees(-pitch, yaw, -roll), the
+    # authors' and HopeNet's conversion (protocol 2 labels are theirs)
+    assert a.sample.pose == pytest.approx((-math.degrees(0.3), math.degrees(-0.4), -math.degrees(0.1)))
     assert a.sample.box == (5.0, 6.0, 25.0, 28.0) and a.faceid == 40
     assert a.sample.landmarks.shape == (21, 2)
     assert tuple(a.sample.landmarks[0]) == (7.0, 8.0) and tuple(a.sample.landmarks[5]) == (-1.0, -1.0)
@@ -135,6 +136,7 @@ def test_unreadable_and_missing_images(tmp_path):
     ("1 0 0 \n0 1 x \n0 0 1 \n\n1 2 3 \n", "non-numeric"),
     ("2 0 0\n0 1 0\n0 0 1\n\n1 2 3\n", "rotation"),        # det != 1
     ("nan 0 0\n0 1 0\n0 0 1\n\n1 2 3\n", "rotation"),
+    ("1 0.2 0\n0 1 0\n0 0 1\n\n1 2 3\n", "not a rotation matrix: max|R^T R - I| = 0.2"),  # sheared, det 1
 ])
 def test_malformed_biwi_pose_txt(tmp_path, text, problem):
     write_biwi_frame(tmp_path, "05", 1, np.eye(3))

@@ -40,6 +40,12 @@ def test_pose_from_rotation_rejects_non_rotations():
         P.pose_from_rotation(np.diag([1.0, 1.0, -1.0]))
     with pytest.raises(ValueError):
         P.pose_from_rotation(np.full((3, 3), np.nan))
+    sheared = P.rotation_from_pose([10.0, 20.0, 30.0]) @ np.array([[1, 0.2, 0], [0, 1, 0], [0, 0, 1]])
+    assert np.linalg.det(sheared) == pytest.approx(1.0)   # det alone does not catch it
+    with pytest.raises(ValueError, match=r"R\^T R - I\| = 0.2.*tolerance 0.001"):
+        P.pose_from_rotation(sheared)
+    nearly = P.rotation_from_pose([10.0, 20.0, 30.0]).round(6)    # as BIWI files store it
+    np.testing.assert_allclose(P.pose_from_rotation(nearly), [10.0, 20.0, 30.0], atol=1e-3)
 
 
 def test_pose_para_pitch_is_negated_and_round_trips():
@@ -67,9 +73,10 @@ def test_biwi_matrix_round_trip():
     np.testing.assert_allclose(P.pose_from_biwi_matrix(P.biwi_matrix_from_pose(poses)), poses, atol=1e-9)
 
 
-def test_aflw_round_trip_and_sign():
+def test_aflw_is_the_authors_and_hopenets_conversion():
+    # their readers: degrees of (-pitch, yaw, -roll) from FacePose radians
     got = P.pose_from_aflw(0.1, 0.2, -0.3)
-    np.testing.assert_allclose(got, np.degrees([-0.1, 0.2, -0.3]))
+    np.testing.assert_allclose(got, np.degrees([-0.1, 0.2, 0.3]))
     np.testing.assert_allclose(P.aflw_from_pose(got), [0.1, 0.2, -0.3])
 
 
