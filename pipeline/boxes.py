@@ -3,6 +3,10 @@ stage, and box matching. A box is (x1, y1, x2, y2) in source-image pixels.
 
 Published format (paper ref. [73]):
     {"relative/file.jpg": [{"bbox": [x1, y1, x2, y2], "type"?: "train"|"test", "faceid"?: int}]}
+A file's keys are paths below the folder that holds the dataset's images
+(:func:`published_key`, the one lookup rule of ``prepare`` and the relabel ``json`` backend).
+A duplicate key is an error; so is a file that lists almost none of its dataset's images
+(:func:`check_listed`: a wrong file or key layout).
 """
 from __future__ import annotations
 
@@ -11,14 +15,18 @@ import io
 import json
 import math
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping, Optional, Sequence
 
+from .datasets import IMAGE_FOLDERS
 from .manifest import Sample, _fmt, atomic_write_bytes
 from .errors import PipelineError
 
 Box = tuple[float, float, float, float]
 BOXES_COLUMNS = ("key", "x1", "y1", "x2", "y2", "source")
+# A published box file that lists fewer than this fraction of its dataset's images is taken
+# for a wrong file or key layout (an error), not for a file with a few faces missing.
+MIN_LISTED = 0.1
 
 
 class BoxFileError(PipelineError):
@@ -63,8 +71,16 @@ def read_box_json(path: str | Path) -> dict[str, list[PublishedBox]]:
         raise BoxFileError(f"{path}: box file not found") from None
     if not text.strip():
         raise BoxFileError(f"{path}: box file is empty")
+    def no_duplicates(pairs: list[tuple]) -> dict:
+        data = dict(pairs)
+        if len(data) < len(pairs):
+            seen: set = set()
+            key = next(k for k, _ in pairs if k in seen or seen.add(k))
+            raise BoxFileError(f"{path}: duplicate key {key!r}")
+        return data
+
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as exc:
         raise BoxFileError(f"{path}: malformed JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -87,6 +103,36 @@ def read_box_json(path: str | Path) -> dict[str, list[PublishedBox]]:
             entries.append(PublishedBox(_check_bbox(face["bbox"], f"{where}[{i}]"), kind, faceid))
         out[name.replace("\\", "/")] = entries
     return out
+
+
+def published_key(sample: Sample) -> tuple[str, Optional[int]]:
+    """(key, face id or None) under which a published box file lists ``sample``'s face.
+
+    The authors' files name an image by its path below the folder that holds the dataset's
+    images (:data:`pipeline.datasets.IMAGE_FOLDERS`): BIWI ``01/frame_00004_rgb.png``
+    (below ``BIWI/hpdb``), AFLW ``0/image00002.jpg`` (below ``AFLW/flickr``), AFLW2000
+    ``image00002.jpg``, 300W-LP ``AFW/AFW_134_1_0.jpg``. Built from the manifest key
+    ``<dataset>/<path below the dataset folder, no suffix>[#face]`` and the image's suffix."""
+    rel, _, face = sample.key.removeprefix(sample.dataset + "/").partition("#")
+    folder = IMAGE_FOLDERS.get(sample.dataset)
+    if folder:
+        rel = rel.removeprefix(folder + "/")
+    return rel + PurePosixPath(sample.image).suffix, int(face) if face.isdigit() else None
+
+
+def check_listed(path: str | Path, dataset: str, published: Mapping[str, list],
+                 samples: Iterable[Sample]) -> None:
+    """Refuse a box file that lists fewer than :data:`MIN_LISTED` of the images of
+    ``samples`` (one dataset): a wrong file or key layout would otherwise leave every sample
+    without its box."""
+    expected = sorted({published_key(s)[0] for s in samples})
+    found = sum(key in published for key in expected)
+    if expected and found < MIN_LISTED * len(expected):
+        has = f"keys like {next(iter(published))!r}" if published else "no key"
+        raise BoxFileError(
+            f"{path}: box file for {dataset} lists {found} of its {len(expected)} images (need "
+            f"at least {MIN_LISTED:.0%}); it has {has} but expects keys like {expected[0]!r} "
+            "(the path below the folder that holds the images). Wrong file or key layout?")
 
 
 def best_iou(candidates: Sequence[Sequence[float]], reference: Sequence[float]
@@ -156,6 +202,8 @@ def read_boxes(path: str | Path) -> dict[str, tuple[Box, str]]:
     for lineno, row in enumerate(rows[1:], start=2):
         if len(row) != len(BOXES_COLUMNS):
             raise BoxFileError(f"{path}:{lineno}: expected {len(BOXES_COLUMNS)} columns")
+        if row[0] in out:
+            raise BoxFileError(f"{path}:{lineno}: duplicate key {row[0]!r}")
         out[row[0]] = (_check_bbox(row[1:5], f"{path}:{lineno}"), row[5])
     return out
 

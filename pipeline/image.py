@@ -27,28 +27,46 @@ class ImageError(PipelineError):
     pass
 
 
+# A face box must have at least this fraction of its area inside its image.
+MIN_BOX_INSIDE = 0.5
+
+
+def truncated_jpeg(data: bytes) -> bool:
+    """True for a JPEG whose last scan has no end-of-image marker after it: the file was cut.
+    (OpenCV 4.10 decodes such a file with only a warning, the missing rows grey; 4.14 refuses it.)
+    0xFF is byte-stuffed inside scan data, so FF DA / FF D9 there are real markers."""
+    return data[:2] == b"\xff\xd8" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+
+
 def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB; unreadable files raise ImageError naming them."""
+    """Read an image file as HxWx3 uint8 RGB; unreadable or truncated files raise ImageError
+    naming them."""
     path = Path(path)
-    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
-    if data is None:
+    if not path.is_file():
         raise ImageError(f"{path}: image file not found")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    data = path.read_bytes()
+    if truncated_jpeg(data):
+        raise ImageError(f"{path}: truncated JPEG (no end-of-image marker after its last scan)")
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ImageError(f"{path}: not a readable image")
+        raise ImageError(f"{path}: not a readable image (corrupt or truncated)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def check_box(box, width: int, height: int, where: str = "") -> tuple[float, float, float, float]:
-    """Validate (x1, y1, x2, y2): finite, positive size, overlapping the image."""
+    """Validate (x1, y1, x2, y2): finite, positive size, at least MIN_BOX_INSIDE of its area
+    inside the ``width`` x ``height`` image."""
     x1, y1, x2, y2 = (float(v) for v in box)
     prefix = f"{where}: " if where else ""
     if not np.all(np.isfinite([x1, y1, x2, y2])):
         raise ImageError(f"{prefix}box {box} has non-finite coordinates")
     if x2 <= x1 or y2 <= y1:
         raise ImageError(f"{prefix}box {box} is empty (need x2 > x1 and y2 > y1)")
-    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
-        raise ImageError(f"{prefix}box {box} lies outside the {width}x{height} image")
+    inside = (max(0.0, min(x2, width) - max(x1, 0.0)) * max(0.0, min(y2, height) - max(y1, 0.0))
+              / ((x2 - x1) * (y2 - y1)))
+    if inside < MIN_BOX_INSIDE:
+        raise ImageError(f"{prefix}box {box} lies mostly outside the {width}x{height} image "
+                         f"({inside:.0%} of it inside, need {MIN_BOX_INSIDE:.0%})")
     return x1, y1, x2, y2
 
 

@@ -83,9 +83,13 @@ def read_manifest(path: str | Path, split: Optional[str] = None,
     if tuple(header or ()) != COLUMNS:
         raise ManifestError(f"{path}: header {header} is not {list(COLUMNS)}")
     out = []
+    first_line: dict[str, int] = {}
     for lineno, row in enumerate(reader, start=2):
         if len(row) != len(COLUMNS):
             raise ManifestError(f"{path}:{lineno}: expected {len(COLUMNS)} columns, got {len(row)}")
+        if first_line.setdefault(row[0], lineno) != lineno:
+            raise ManifestError(f"{path}:{lineno}: duplicate key {row[0]!r} (first on line "
+                                f"{first_line[row[0]]})")
         try:
             nums = [float(v) for v in row[5:]]
         except ValueError as exc:

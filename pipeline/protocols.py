@@ -10,9 +10,12 @@ every protocol shares.
 
 For each dataset, in this order: read (bad inputs raise, or are skipped and listed when
 ``on_bad="skip"``), keep the poses with all |angle| <= 99 (:func:`pipeline.pose.in_range`),
-assign the split, take the box (landmark box, AFLW FaceRect, or a published box file),
-check that it overlaps the image. Samples without a box are counted and listed, never
-silently lost. The report holds every count.
+assign the split, take the box (landmark box, AFLW FaceRect, or a published box file, looked
+up by :func:`pipeline.boxes.published_key`), check that at least half of it lies inside the
+image (:func:`pipeline.image.check_box`). Samples without a box are counted and listed, never
+silently lost; a box file that lists almost none of the dataset's images is an error
+(:func:`pipeline.boxes.check_listed`). Reading decodes every image in full (a truncated file is
+a bad input). The report holds every count.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Literal, Mapping, Optional
 
 from . import pose as posemod
-from .boxes import PublishedBox, of_split, read_box_json, select_published
+from .boxes import PublishedBox, check_listed, of_split, published_key, read_box_json, select_published
 from .datasets import READERS, BadItem, DatasetError, Record, aflw, read_dataset
 from .image import ImageError, check_box
 from .manifest import Sample
@@ -49,13 +52,15 @@ def split_of(protocol: int, record: Record, aflw_test: frozenset[str] = frozense
     raise ValueError(f"unknown protocol {protocol!r} (known: {sorted(PROTOCOL_DATASETS)})")
 
 
-def published_box(entries: list[PublishedBox], record: Record, split: str
+def published_box(published: dict[str, list[PublishedBox]], record: Record, split: str
                   ) -> tuple[Optional[tuple[float, float, float, float]], bool]:
-    """(box, type_differs) of one face among a file's entries for its image: the rule of
+    """(box, type_differs) of one face in a published box file: the rule of
     :func:`pipeline.boxes.select_published` (split, then face id, then IoU > 0 with the
     landmark box, else the only entry); ``type_differs`` when the box was typed for the
     other split (the file held no entry for this one)."""
-    box = select_published(entries, split, record.faceid, reference=record.sample.box)
+    name, faceid = published_key(record.sample)
+    entries = published.get(name, [])
+    box = select_published(entries, split, faceid, reference=record.sample.box)
     return box, box is not None and not of_split(entries, split)
 
 
@@ -73,6 +78,8 @@ def select(protocol: int, name: str, records: list[Record], bad: list[BadItem],
     bad_messages = _fail_or_list(bad, on_bad)
     in_range = [r for r in records if bool(posemod.in_range(r.sample.pose))]
     published = read_box_json(box_file) if box_file is not None else None
+    if published is not None:
+        check_listed(box_file, name, published, (r.sample for r in records))
     samples: list[Sample] = []
     no_box: list[str] = []
     box_bad: list[BadItem] = []
@@ -81,7 +88,7 @@ def select(protocol: int, name: str, records: list[Record], bad: list[BadItem],
         split = split_of(protocol, record, aflw_test)
         box = record.sample.box
         if published is not None:
-            box, differs = published_box(published.get(record.rel, []), record, split)
+            box, differs = published_box(published, record, split)
             type_differs += differs
         if box is None:
             no_box.append(record.sample.key)
@@ -118,8 +125,9 @@ def build(protocol: int, data_root: str | Path,
           ) -> tuple[list[Sample], dict]:
     """Read the datasets of ``protocol`` under ``data_root`` into split, boxed samples.
 
-    ``box_files`` maps a dataset name to a published box file (JSON keys relative to the
-    dataset folder); datasets without one use their landmark box (AFLW: FaceRect).
+    ``box_files`` maps a dataset name to a published box file (the authors' layout: keys
+    relative to the folder that holds the images, :func:`pipeline.boxes.published_key`);
+    datasets without one use their landmark box (AFLW: FaceRect).
     Returns (samples sorted by key, report with per-dataset counts)."""
     if protocol not in PROTOCOL_DATASETS:
         raise ValueError(f"unknown protocol {protocol!r} (known: {sorted(PROTOCOL_DATASETS)})")

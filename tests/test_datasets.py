@@ -91,7 +91,7 @@ def test_aflw_faces_poses_rects_and_keys(tmp_path):
     # FacePose (roll, pitch, yaw) = (0.1, 0.3, -0.4) -> degrees(-pitch, yaw, -roll), the
     # authors' and HopeNet's conversion (protocol 2 labels are theirs)
     assert a.sample.pose == pytest.approx((-math.degrees(0.3), math.degrees(-0.4), -math.degrees(0.1)))
-    assert a.sample.box == (5.0, 6.0, 25.0, 28.0) and a.faceid == 40
+    assert a.sample.box == (5.0, 6.0, 25.0, 28.0)
     assert a.sample.landmarks.shape == (21, 2)
     assert tuple(a.sample.landmarks[0]) == (7.0, 8.0) and tuple(a.sample.landmarks[5]) == (-1.0, -1.0)
     assert a.rel == "flickr/0/image00002.jpg"

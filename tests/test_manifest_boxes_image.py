@@ -36,6 +36,15 @@ def test_manifest_refuses_bad_samples(tmp_path):
         read_manifest(bad)
 
 
+def test_manifest_with_a_duplicate_key_is_refused_when_read(tmp_path):
+    path = tmp_path / "m.csv"
+    write_manifest(path, [sample("k1"), sample("k2", "test")])
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines + [lines[1]]) + "\n")          # k1 again, on line 4
+    with pytest.raises(ManifestError, match=r"m.csv:4: duplicate key 'k1' \(first on line 2\)"):
+        read_manifest(path, split="test")                          # whatever the reader keeps
+
+
 def test_published_box_json_and_matching(tmp_path):
     path = tmp_path / "boxes.json"
     path.write_text(json.dumps({
@@ -60,6 +69,7 @@ def test_published_box_json_and_matching(tmp_path):
     ('{"a.jpg": [{"bbox": [5, 0, 1, 10]}]}', "x2 > x1"),
     ('{"a.jpg": [{"box": [0, 0, 1, 1]}]}', "needs a 'bbox'"),
     ('{"a.jpg": [{"bbox": [0, 0, 1, 1], "type": "val"}]}', "type must be"),
+    ('{"a.jpg": [{"bbox": [0, 0, 1, 1]}], "b.jpg": [], "a.jpg": []}', "duplicate key 'a.jpg'"),
 ])
 def test_bad_box_files_name_the_file(tmp_path, text, message):
     path = tmp_path / "pub.json"
@@ -78,6 +88,9 @@ def test_boxes_csv_round_trip_and_apply(tmp_path):
     assert applied[0].box == (1, 1, 9, 9.5)
     with pytest.raises(BX.BoxFileError, match="no box for 1 samples"):
         BX.apply_boxes([sample("k3")], read)
+    path.write_text(path.read_text() + "k1,0,0,5,5,haar\n")
+    with pytest.raises(BX.BoxFileError, match="boxes.csv:4: duplicate key 'k1'"):
+        BX.read_boxes(path)
 
 
 def test_load_rgb_converts_once_and_names_bad_files(tmp_path):
@@ -91,6 +104,22 @@ def test_load_rgb_converts_once_and_names_bad_files(tmp_path):
         IM.load_rgb(tmp_path / "broken.jpg")
     with pytest.raises(IM.ImageError, match="missing.jpg: image file not found"):
         IM.load_rgb(tmp_path / "missing.jpg")
+
+
+def test_load_rgb_refuses_a_jpeg_and_a_png_cut_in_half(tmp_path):
+    rgb = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 255, (96, 128, 3), np.uint8), (9, 9), 3)
+    for suffix in (".jpg", ".png"):
+        data = IM.encode_image(rgb, suffix)
+        whole, half = tmp_path / f"whole{suffix}", tmp_path / f"half{suffix}"
+        whole.write_bytes(data + b"\0" * 16)      # padding after the end marker is harmless
+        half.write_bytes(data[:len(data) // 2])
+        assert IM.load_rgb(whole).shape == (96, 128, 3)
+        with pytest.raises(IM.ImageError, match=f"half\\{suffix}: .*truncated"):
+            IM.load_rgb(half)
+    # what OpenCV 4.10 decodes with only a warning, the check finds by itself
+    jpeg = IM.encode_image(rgb, ".jpg")
+    assert not IM.truncated_jpeg(jpeg) and not IM.truncated_jpeg(IM.encode_image(rgb, ".png"))
+    assert IM.truncated_jpeg(jpeg[:len(jpeg) // 2]) and IM.truncated_jpeg(jpeg[:-2])
 
 
 def test_crop_box_stretches_and_pads_from_the_image():
@@ -114,6 +143,12 @@ def test_check_box_errors():
         IM.check_box((5, 5, 5, 10), 10, 10, "x.jpg")
     with pytest.raises(IM.ImageError, match="x.jpg: box .* outside the 10x10 image"):
         IM.check_box((20, 20, 30, 30), 10, 10, "x.jpg")
+    assert IM.MIN_BOX_INSIDE == 0.5
+    with pytest.raises(IM.ImageError, match=r"mostly outside the 10x10 image \(1% of it inside, need 50%\)"):
+        IM.check_box((9, 9, 19, 19), 10, 10, "x.jpg")               # overlaps by one pixel
+    with pytest.raises(IM.ImageError, match="49% of it inside"):
+        IM.check_box((-5.1, 0, 4.9, 10), 10, 10)
+    assert IM.check_box((-5, 0, 5, 10), 10, 10) == (-5, 0, 5, 10)  # exactly half inside
 
 
 def test_to_tensor_normalises_imagenet():

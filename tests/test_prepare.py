@@ -23,7 +23,7 @@ def _dataset(root: Path) -> Path:
     write_3ddfa(root / "AFLW2000/image00003.jpg", (0.0, -1.9, 0.0), face_landmarks(3, 3, 25, 30, 21))
     write_biwi_frame(root, "01", 3, posemod.biwi_matrix_from_pose((5.0, 20.0, -3.0)))
     return write_box_json(root / "boxes/BIWI.json",
-                          {"hpdb/01/frame_00003_rgb.png": [{"bbox": [10, 8, 40, 44]}]})
+                          {"01/frame_00003_rgb.png": [{"bbox": [10, 8, 40, 44]}]})
 
 
 def _params(tmp_path: Path, **prepare) -> Path:
@@ -109,3 +109,44 @@ def test_reads_the_embedded_synthetic_dataset(tmp_path):
     biwi = read_manifest(tmp_path / "out/manifest.csv")
     test_subjects = {s.subject for s in biwi if s.split == "test"}
     assert p3["test"] == 4 and test_subjects == {"06", "07"}
+
+
+def _run_stage(*args):
+    """``pipeline run-stage ...`` as the command line runs it (exit code, printed output)."""
+    import importlib
+    from typer.testing import CliRunner
+    from pipeline import cli
+
+    for module in cli._COMMAND_MODULES:
+        importlib.import_module(module)
+    return CliRunner().invoke(cli.app, ["run-stage", *args])
+
+
+def test_box_file_in_another_layout_fails_through_run_stage_and_writes_nothing(tmp_path):
+    write_box_json(_dataset(tmp_path / "data"), {"hpdb/01/frame_00003_rgb.png": [{"bbox": [10, 8, 40, 44]}]})
+    result = _run_stage("prepare", "--params", str(_params(tmp_path)))
+    assert result.exit_code == 1
+    assert "BIWI.json: box file for BIWI lists 0 of its 1 images" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_images_are_refused_or_skipped_and_listed(tmp_path):
+    """Both formats cut in half, as a copy interrupted mid-file leaves them; the header is
+    intact, so only decoding the whole image finds them."""
+    _dataset(tmp_path / "data")
+    cut = [tmp_path / "data/AFLW2000/image00002.jpg", tmp_path / "data/BIWI/hpdb/01/frame_00003_rgb.png"]
+    for path in cut:
+        data = path.read_bytes()
+        path.write_bytes(data[:len(data) // 2])
+    params = _params(tmp_path, workers=2)
+    result = _run_stage("prepare", "--params", str(params))
+    assert result.exit_code == 1 and str(cut[0]) in result.output and "truncated" in result.output
+    assert not (tmp_path / "out").exists()
+    report = get_stage("prepare").run(params, ["prepare.on_bad=skip"])
+    for path, name in zip(cut, ("AFLW2000", "BIWI")):
+        assert report["datasets"][name]["bad"] == 1
+        assert report["datasets"][name]["bad_files"] == [f"{path}: " + (
+            "truncated JPEG (no end-of-image marker after its last scan)" if name == "AFLW2000"
+            else "not a readable image (corrupt or truncated)")]
+    keys = {s.key for s in read_manifest(tmp_path / "out/manifest.csv")}
+    assert keys == {"300W_LP/AFW/AFW_1_1_0", "300W_LP/AFW_Flip/AFW_1_1_0"}

@@ -1,6 +1,8 @@
 """Protocol splits, the [-99, 99] filter counts, box sources and published box matching."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -42,8 +44,8 @@ def test_protocol1_splits_filter_and_no_box_counts(tmp_path):
 def test_protocol1_biwi_boxes_from_published_file(tmp_path):
     _protocol1_data(tmp_path)
     box_file = write_box_json(tmp_path / "boxes/BIWI.json", {
-        "hpdb/01/frame_00003_rgb.png": [{"bbox": [10, 8, 40, 44]}],
-        "hpdb/02/frame_00005_rgb.png": [{"bbox": [1, 1, 9, 9]}, {"bbox": [20, 20, 30, 30]}],
+        "01/frame_00003_rgb.png": [{"bbox": [10, 8, 40, 44]}],
+        "02/frame_00005_rgb.png": [{"bbox": [1, 1, 9, 9]}, {"bbox": [20, 20, 30, 30]}],
     })
     samples, report = build(1, tmp_path, {"BIWI": box_file})
     biwi = [s for s in samples if s.dataset == "BIWI"]
@@ -59,7 +61,7 @@ def test_protocol3_biwi_subject_split(tmp_path):
     for i, subject in enumerate(subjects):
         write_biwi_frame(tmp_path, subject, i, np.eye(3), width=32, height=32)
     box_file = write_box_json(tmp_path / "BIWI.json", {
-        f"hpdb/{s}/frame_{i:05d}_rgb.png": [{"bbox": [2, 2, 20, 20]}] for i, s in enumerate(subjects)})
+        f"{s}/frame_{i:05d}_rgb.png": [{"bbox": [2, 2, 20, 20]}] for i, s in enumerate(subjects)})
     samples, report = build(3, tmp_path, {"BIWI": box_file})
     test_subjects = {s.subject for s in samples if s.split == "test"}
     assert test_subjects == set(BIWI_TEST_SUBJECTS)
@@ -91,7 +93,7 @@ def test_published_boxes_by_face_id_iou_and_type(tmp_path):
         {"face_id": 10, "filepath": "0/image00002.jpg", "pose": (0, 0, 0), "rect": (2, 2, 10, 10)},
         {"face_id": 11, "filepath": "0/image00002.jpg", "pose": (0, 0, 0), "rect": (30, 2, 10, 10)},
     ])
-    aflw_boxes = write_box_json(tmp_path / "AFLW.json", {"flickr/0/image00002.jpg": [
+    aflw_boxes = write_box_json(tmp_path / "AFLW.json", {"0/image00002.jpg": [
         {"bbox": [31, 3, 41, 13], "faceid": 11, "type": "test"},
         {"bbox": [1, 1, 13, 13], "faceid": 10, "type": "test"}]})
     samples, report = build(2, tmp_path, {"AFLW": aflw_boxes}, aflw_test_images=1)
@@ -120,17 +122,22 @@ def test_published_boxes_by_face_id_iou_and_type(tmp_path):
 def test_box_outside_image_errors_or_is_skipped(tmp_path):
     write_biwi_frame(tmp_path, "06", 1, np.eye(3), width=64, height=48)
     write_biwi_frame(tmp_path, "07", 2, np.eye(3), width=64, height=48)
+    write_biwi_frame(tmp_path, "10", 3, np.eye(3), width=64, height=48)
     box_file = write_box_json(tmp_path / "BIWI.json", {
-        "hpdb/06/frame_00001_rgb.png": [{"bbox": [70, 10, 90, 30]}],
-        "hpdb/07/frame_00002_rgb.png": [{"bbox": [10, 10, 30, 30]}]})
+        "06/frame_00001_rgb.png": [{"bbox": [70, 10, 90, 30]}],
+        "07/frame_00002_rgb.png": [{"bbox": [10, 10, 30, 30]}],
+        "10/frame_00003_rgb.png": [{"bbox": [63, 10, 90, 30]}]})   # one pixel column inside
     image = str(tmp_path / "BIWI/hpdb/06/frame_00001_rgb.png")
     with pytest.raises(DatasetError, match="outside the 64x48 image") as info:
         build(3, tmp_path, {"BIWI": box_file})
-    assert image in str(info.value)
+    assert image in str(info.value) and "(and 1 more bad inputs)" in str(info.value)
     samples, report = build(3, tmp_path, {"BIWI": box_file}, on_bad="skip")
     assert [s.subject for s in samples] == ["07"]
-    assert report["datasets"]["BIWI"]["bad"] == 1
+    assert report["datasets"]["BIWI"]["bad"] == 2
     assert image in report["datasets"]["BIWI"]["bad_files"][0]
+    assert report["datasets"]["BIWI"]["bad_files"][1] == (
+        f"{tmp_path}/BIWI/hpdb/10/frame_00003_rgb.png: box (63.0, 10.0, 90.0, 30.0) lies mostly "
+        "outside the 64x48 image (4% of it inside, need 50%)")
 
 
 def test_on_bad_error_names_file_and_skip_lists_it(tmp_path):
@@ -146,3 +153,53 @@ def test_on_bad_error_names_file_and_skip_lists_it(tmp_path):
     assert str(broken) in w300["bad_files"][0]
     with pytest.raises(DatasetError, match="unknown dataset 'WIDER'"):
         build(1, tmp_path, {"WIDER": "x.json"})
+
+
+def test_authors_key_layouts_match_in_prepare_and_relabel(tmp_path):
+    """Box files keyed exactly as the authors' BIWI.json, AFLW.json and AFLW2000.json: paths
+    below BIWI/hpdb, below AFLW/flickr and in AFLW2000. Both readers find every face."""
+    from pipeline.relabel import RelabelConfig, relabel_samples
+
+    _protocol1_data(tmp_path)
+    write_aflw(tmp_path, [
+        {"face_id": 40, "filepath": "0/image00002.jpg", "pose": (0, 0.1, 0), "rect": (2, 2, 20, 20)},
+        {"face_id": 41, "filepath": "0/image00002.jpg", "pose": (0, 0.1, 0), "rect": (30, 2, 20, 20)},
+    ])
+    files = {
+        "BIWI": write_box_json(tmp_path / "boxes/BIWI.json", {
+            "01/frame_00003_rgb.png": [{"bbox": [10, 8, 40, 44], "type": "train"}],
+            "02/frame_00005_rgb.png": [{"bbox": [12, 9, 41, 45], "type": "train"}]}),
+        "AFLW": write_box_json(tmp_path / "boxes/AFLW.json", {"0/image00002.jpg": [
+            {"bbox": [31, 3, 49, 21], "type": "train", "faceid": 41},
+            {"bbox": [3, 3, 21, 21], "type": "train", "faceid": 40}]}),
+        "AFLW2000": write_box_json(tmp_path / "boxes/AFLW2000.json", {
+            "image00002.jpg": [{"bbox": [2, 2, 26, 31]}], "image00006.jpg": [{"bbox": [4, 4, 24, 29]}]}),
+    }
+    expected = {"BIWI/hpdb/01/frame_00003_rgb": (10, 8, 40, 44), "BIWI/hpdb/02/frame_00005_rgb": (12, 9, 41, 45),
+                "AFLW/flickr/0/image00002#40": (3, 3, 21, 21), "AFLW/flickr/0/image00002#41": (31, 3, 49, 21),
+                "AFLW2000/image00002": (2, 2, 26, 31), "AFLW2000/image00006": (4, 4, 24, 29)}
+    p1, r1 = build(1, tmp_path, {"BIWI": files["BIWI"], "AFLW2000": files["AFLW2000"]})
+    p2, r2 = build(2, tmp_path, {"AFLW": files["AFLW"]}, aflw_test_images=0)
+    assert r1["datasets"]["BIWI"]["no_box"] == r1["datasets"]["AFLW2000"]["no_box"] == 0
+    assert r2["datasets"]["AFLW"]["no_box"] == 0
+    samples = [s for s in p1 + p2 if s.dataset != "300W_LP"]
+    assert {s.key: s.box for s in samples} == expected
+
+    # relabel's json backend, on the keys and image paths prepare wrote
+    shifted = [replace(s, box=(s.box[0] + 1, s.box[1], s.box[2] + 1, s.box[3])) for s in samples]
+    outcomes = relabel_samples(shifted, RelabelConfig(backend="json", json_files=files, workers=1))
+    assert {o.key: (o.box, o.source) for o in outcomes} == {k: (b, "json") for k, b in expected.items()}
+
+
+def test_box_file_in_another_layout_is_an_error_naming_file_dataset_and_keys(tmp_path):
+    from pipeline.boxes import BoxFileError
+
+    _protocol1_data(tmp_path)
+    box_file = write_box_json(tmp_path / "boxes/BIWI.json", {      # keys below BIWI/, not hpdb/
+        "hpdb/01/frame_00003_rgb.png": [{"bbox": [10, 8, 40, 44]}],
+        "hpdb/02/frame_00005_rgb.png": [{"bbox": [12, 9, 41, 45]}]})
+    with pytest.raises(BoxFileError) as info:
+        build(1, tmp_path, {"BIWI": box_file})
+    message = str(info.value)
+    assert message.startswith(f"{box_file}: box file for BIWI lists 0 of its 2 images")
+    assert "'hpdb/01/frame_00003_rgb.png'" in message and "'01/frame_00003_rgb.png'" in message

@@ -144,7 +144,7 @@ def test_json_backend_picks_split_face_id_and_iou(tmp_path):
         sample("300W_LP/AFW/none", "x.jpg", ref),
         sample("300W_LP/AFW/far", "x.jpg", ref),
         sample("300W_LP/AFW/unlisted", "x.jpg", ref),
-        sample("300W_LP/renamed/4", "/elsewhere/root/HELEN/img4.png", ref),   # found by image path
+        sample("300W_LP/HELEN/img4", "/any/data/root/300W_LP/HELEN/img4.jpg", ref),
     ]
     outcomes = {o.key: o for o in relabel_samples(samples, config(backend="json", json_files={"300W_LP": box_file}))}
     assert outcomes["300W_LP/AFW/img1"].box == (12.0, 12.0, 52.0, 52.0)
@@ -153,8 +153,8 @@ def test_json_backend_picks_split_face_id_and_iou(tmp_path):
     assert outcomes["300W_LP/AFW/none"].source == "fallback:no_face"
     assert outcomes["300W_LP/AFW/far"].source == "fallback:low_iou"
     assert outcomes["300W_LP/AFW/unlisted"].source == "fallback:not_in_box_file"
-    assert outcomes["300W_LP/renamed/4"].box == (11.0, 11.0, 51.0, 51.0)
-    assert {o.source for k, o in outcomes.items() if "img" in k or "renamed" in k} == {"json"}
+    assert outcomes["300W_LP/HELEN/img4"].box == (11.0, 11.0, 51.0, 51.0)
+    assert {o.source for k, o in outcomes.items() if "img" in k} == {"json"}
 
 
 @pytest.mark.parametrize("content, problem", [
@@ -167,6 +167,16 @@ def test_json_backend_bad_box_files_name_the_file(tmp_path, content, problem):
     cfg = config(backend="json", json_files={"300W_LP": box_file})
     with pytest.raises(BoxFileError, match=f"bad.json.*{problem}"):
         relabel_samples([sample("300W_LP/a", "a.jpg", (0.0, 0.0, 5.0, 5.0))], cfg)
+
+
+def test_json_backend_refuses_a_file_in_another_key_layout(tmp_path):
+    box_file = write_json(tmp_path / "BIWI.json", {       # relative to BIWI/, not BIWI/hpdb/
+        f"hpdb/01/frame_0000{i}_rgb.png": [{"bbox": [10, 10, 50, 50]}] for i in range(3)})
+    samples = [sample(f"BIWI/hpdb/01/frame_0000{i}_rgb", f"d/BIWI/hpdb/01/frame_0000{i}_rgb.png",
+                      (10.0, 10.0, 50.0, 50.0), dataset="BIWI") for i in range(3)]
+    with pytest.raises(BoxFileError, match=r"BIWI.json: box file for BIWI lists 0 of its 3 images.*"
+                                           r"expects keys like '01/frame_00000_rgb.png'"):
+        relabel_samples(samples, config(backend="json", json_files={"BIWI": box_file}))
 
 
 def test_json_backend_needs_a_file_for_every_dataset(tmp_path):

@@ -11,6 +11,7 @@ import scipy.io
 from pipeline import pose as P
 from pipeline.boxes import read_box_json
 from pipeline.config import ConfigError, parse_block
+from pipeline.datasets import IMAGE_FOLDERS
 from pipeline.synth import SynthConfig, generate
 from pipeline.synth import build as gen
 from pipeline.synth.contact import read_biwi_pose
@@ -81,13 +82,13 @@ def test_flip_copy_has_mirrored_image_and_flipped_label(tmp_path):
 def test_biwi_pose_txt_parses_back(tmp_path):
     cfg = SynthConfig(out_dir=tmp_path, **TINY)
     (_, rel, box, kind, pose), = gen._biwi_sample(cfg, tmp_path, 1, 1)
-    assert rel == "hpdb/01/frame_00002_rgb.png" and kind == "train"
+    assert rel == "01/frame_00002_rgb.png" and kind == "train"   # the authors' key: below hpdb/
     text = (tmp_path / "BIWI/hpdb/01/frame_00002_pose.txt").read_text().split("\n")
     assert len(text[:3][0].split()) == 3 and text[3] == ""
     parsed, translation = read_biwi_pose(tmp_path / "BIWI/hpdb/01/frame_00002_pose.txt")
     np.testing.assert_allclose(parsed, pose, atol=1e-4)
     assert 700 < translation[2] < 1200
-    assert cv2.imread(str(tmp_path / "BIWI" / rel)).shape == (48, 64, 3)
+    assert cv2.imread(str(tmp_path / "BIWI/hpdb" / rel)).shape == (48, 64, 3)
 
 
 def test_pose_distributions():
@@ -145,11 +146,11 @@ def test_box_files_contact_sheet_and_atomic_output(tmp_path):
         boxes = read_box_json(out / "boxes" / f"{dataset}.json")
         assert {e.type for v in boxes.values() for e in v} == kinds
         for rel, (entry,) in boxes.items():
-            img = cv2.imread(str(out / dataset / rel))
+            img = cv2.imread(str(out / dataset / IMAGE_FOLDERS.get(dataset, "") / rel))   # authors' layout
             x1, y1, x2, y2 = entry.bbox
             assert 0 <= x1 < x2 <= img.shape[1] and 0 <= y1 < y2 <= img.shape[0]
     biwi = read_box_json(out / "boxes" / "BIWI.json")
-    assert biwi["hpdb/06/frame_00001_rgb.png"][0].type == "test"
+    assert biwi["06/frame_00001_rgb.png"][0].type == "test"
     assert "AFW/AFW_000001.jpg" in read_box_json(out / "boxes" / "300W_LP.json")
     assert "image00001.jpg" in read_box_json(out / "boxes" / "AFLW2000.json")
     sheet = cv2.imread(str(out / "contact_sheet.png"))

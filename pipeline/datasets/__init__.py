@@ -11,6 +11,10 @@ from .common import BadItem, DatasetError, Record, landmark_box, make_key
 
 Reader = Callable[..., tuple[list[Record], list[BadItem]]]
 
+# dataset -> the folder below the dataset folder that holds its images, where that is not
+# the dataset folder itself (the published box files' keys are relative to it)
+IMAGE_FOLDERS: dict[str, str] = {aflw.NAME: aflw.IMAGES_DIR, biwi.NAME: biwi.IMAGES_DIR}
+
 READERS: dict[str, Reader] = {
     w300lp.NAME: w300lp.read,
     aflw2000.NAME: aflw2000.read,
@@ -26,5 +30,5 @@ def read_dataset(name: str, data_root: str | Path, workers: int = 1
     return READERS[name](data_root, workers=workers)
 
 
-__all__ = ["READERS", "BadItem", "DatasetError", "Record", "landmark_box", "make_key",
+__all__ = ["IMAGE_FOLDERS", "READERS", "BadItem", "DatasetError", "Record", "landmark_box", "make_key",
            "read_dataset"]

@@ -110,7 +110,7 @@ def read_face(dataset_dir: Path, face: FaceRow) -> Record:
     rel = f"{IMAGES_DIR}/{face.filepath}"
     sample = Sample(key=make_key(NAME, rel, face.face_id), dataset=NAME, image=str(image),
                     pose=pose, box=box, subject=str(face.face_id), landmarks=face.landmarks)
-    return Record(sample, rel, size, faceid=face.face_id)
+    return Record(sample, rel, size)
 
 
 def read(data_root: str | Path, workers: int = 1) -> tuple[list[Record], list[BadItem]]:

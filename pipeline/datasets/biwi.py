@@ -18,10 +18,11 @@ from .common import (BadItem, DatasetError, Record, find_images, checked_pose, i
                      read_in_order)
 
 NAME = "BIWI"
+IMAGES_DIR = "hpdb"
 
 
 def list_images(data_root: str | Path) -> list[Path]:
-    return find_images(Path(data_root) / NAME / "hpdb", "[0-9]*/frame_*_rgb.png", "BIWI hpdb")
+    return find_images(Path(data_root) / NAME / IMAGES_DIR, "[0-9]*/frame_*_rgb.png", "BIWI hpdb")
 
 
 def read_pose_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:

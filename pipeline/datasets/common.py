@@ -15,10 +15,10 @@ from typing import Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 import scipy.io
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from .. import pose as posemod
+from ..image import ImageError, load_rgb
 from ..manifest import Sample
 from ..errors import PipelineError
 
@@ -32,10 +32,8 @@ class DatasetError(PipelineError):
 @dataclass(frozen=True)
 class Record:
     sample: Sample                 # pose in our convention; box = landmark box (or FaceRect)
-    rel: str                       # image path relative to the dataset folder ("AFW/x.jpg"),
-                                   # the key of the published box files
-    size: tuple[int, int]          # (width, height) read from the image header
-    faceid: Optional[int] = None   # AFLW face id (published AFLW boxes carry it)
+    rel: str                       # image path relative to the dataset folder ("AFW/x.jpg")
+    size: tuple[int, int]          # (width, height) of the decoded image
 
 
 @dataclass(frozen=True)
@@ -61,16 +59,13 @@ def make_key(dataset: str, rel: str, face: Optional[int] = None) -> str:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image header only; missing/unreadable files raise DatasetError."""
-    if not path.is_file():
-        raise DatasetError(f"{path}: image file not found")
+    """(width, height) of the image, fully decoded by the loader training uses
+    (:func:`pipeline.image.load_rgb`), so an image that prepare keeps also loads in training;
+    missing, unreadable or truncated files raise DatasetError naming them."""
     try:
-        with Image.open(path) as img:
-            width, height = img.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DatasetError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
-    if width <= 0 or height <= 0:
-        raise DatasetError(f"{path}: image has no pixels ({width}x{height})")
+        height, width = load_rgb(path).shape[:2]
+    except ImageError as exc:
+        raise DatasetError(str(exc)) from None
     return width, height
 
 

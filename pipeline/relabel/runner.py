@@ -10,10 +10,11 @@ the enlarged landmark box (:mod:`.landmarks`) with a counted fallback reason:
 * ``not_in_box_file``  json backend: the image is not listed in the dataset's box file.
 
 Bad input is an error naming the file, raised before anything is written:
-unreadable image, a landmark box that is empty or outside its image, any exception in a
+unreadable image, a landmark box that is empty or mostly outside its image, any exception in a
 worker (it comes back as a message naming the sample and image, the run finishes, and all
-messages are reported together). Box files that are missing, empty, malformed or hold a box
-with x2 <= x1 fail before the run starts (:func:`pipeline.boxes.read_box_json`).
+messages are reported together). Box files that are missing, empty, malformed, hold a
+duplicate key or a box with x2 <= x1, or list almost none of their dataset's samples fail
+before the run starts (:func:`pipeline.boxes.read_box_json`, :func:`pipeline.boxes.check_listed`).
 
 Samples are processed in key order and ``imap`` keeps that order, so the boxes and the
 report are the same bytes for any number of workers.
@@ -65,14 +66,15 @@ class Outcome:
     error: Optional[str] = None      # message naming sample and image
 
 
-def make_detector(config: RelabelConfig, datasets: set[str]) -> Optional[Detector]:
-    """The configured backend (None for ``landmarks``: the rule needs no detector)."""
+def make_detector(config: RelabelConfig, samples: Sequence[Sample]) -> Optional[Detector]:
+    """The configured backend for ``samples`` (None for ``landmarks``: the rule needs no
+    detector)."""
     if config.backend == "haar":
         return HaarDetector(config.haar)
     if config.backend == "yunet":
         return YuNetDetector(config.yunet)
     if config.backend == "json":
-        return PublishedBoxes(config.json_files, datasets)
+        return PublishedBoxes(config.json_files, samples)
     return None
 
 
@@ -137,7 +139,7 @@ def _pool_task(sample: Sample) -> Outcome:
 def relabel_samples(samples: Sequence[Sample], config: RelabelConfig) -> list[Outcome]:
     """Outcomes in key order; raises RelabelError (listing the files) if any sample failed."""
     ordered = sorted(samples, key=lambda s: s.key)
-    detector = make_detector(config, {s.dataset for s in ordered})
+    detector = make_detector(config, ordered)
     workers = max(1, min(config.workers or os.cpu_count() or 1, len(ordered)))
     bar = dict(total=len(ordered), desc=f"relabel ({config.backend})", unit="img", smoothing=0.05)
     if workers == 1:

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import as_dict
+from ..datasets import biwi
 from ..image import encode_image
 from ..manifest import atomic_write_bytes
 from ..pose import flip_pose, in_range, rotation_from_pose
@@ -164,10 +165,12 @@ def _biwi_sample(cfg: SynthConfig, root: Path, subject: int, frame: int):
                             drift[frame, 0] * 0.1 * height * distance / focal, distance])
     rng = _rng(cfg, "BIWI", subject, frame)
     image, box, *_ = _compose(rng, head, poses[frame], translation, camera, light, room, "BIWI", cfg.supersample)
-    prefix = root / "BIWI" / "hpdb" / f"{subject:02d}" / f"frame_{frame + 1:05d}"
+    images = root / "BIWI" / biwi.IMAGES_DIR
+    prefix = images / f"{subject:02d}" / f"frame_{frame + 1:05d}"
     writers.write_biwi(prefix, image, poses[frame], translation)
     kind = "test" if subject in BIWI_TEST_SUBJECTS else "train"
-    return [("BIWI", prefix.relative_to(root / "BIWI").as_posix() + "_rgb.png", box, kind, poses[frame])]
+    # box file key in the authors' layout: relative to hpdb/, like 01/frame_00001_rgb.png
+    return [("BIWI", prefix.relative_to(images).as_posix() + "_rgb.png", box, kind, poses[frame])]
 
 
 def _run_task(task, cfg: SynthConfig, root: Path):

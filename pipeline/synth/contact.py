@@ -10,6 +10,7 @@ import numpy as np
 import scipy.io
 
 from ..boxes import read_box_json
+from ..datasets import biwi
 from ..draw import draw_axes, grid
 from ..pose import pose_from_biwi_matrix, pose_from_pose_para
 
@@ -64,9 +65,10 @@ def contact_sheet(root: Path, per_set: int = 24, columns: int = 12) -> np.ndarra
                                           boxes[rel][0].bbox, mat["pt2d"].T)))
         tiles += [np.zeros((TILE, TILE, 3), np.uint8)] * ((-len(mats)) % columns)
     boxes = read_box_json(root / "boxes" / "BIWI.json")
-    for pose_path in _spread(sorted((root / "BIWI" / "hpdb").rglob("*_pose.txt")), per_set):
+    images = root / "BIWI" / biwi.IMAGES_DIR
+    for pose_path in _spread(sorted(images.rglob("*_pose.txt")), per_set):
         image_path = pose_path.with_name(pose_path.name.replace("_pose.txt", "_rgb.png"))
-        rel = image_path.relative_to(root / "BIWI").as_posix()
+        rel = image_path.relative_to(images).as_posix()
         tiles.append(_tile(_annotated(image_path, read_biwi_pose(pose_path)[0], boxes[rel][0].bbox, [])))
     if not tiles:
         raise ValueError(f"{root}: no samples to put on a contact sheet")
