@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Annotated, Optional, Sequence
 
 import albumentations as A
 import cv2
 import numpy as np
 
+from .config import InRange, check_fields
 from .draw import draw_axes, grid
 from .image import crop_box, encode_image, load_rgb
 from .manifest import Sample, atomic_write_bytes
@@ -34,7 +35,7 @@ from .pose import flip_pose, rotate_pose_in_plane
 @dataclass(frozen=True)
 class AugmentConfig:
     flip: bool = True            # horizontal flip, p = 0.5
-    rotate: float = 15.0         # max |in-plane rotation| in degrees; 0 switches it off
+    rotate: Annotated[float, InRange(0, 180)] = 15.0   # max |in-plane rotation| in degrees; 0: off
     color: bool = True           # OneOf(HueSaturationValue, CLAHE, Equalize, Solarize)
     channel: bool = True         # OneOf(ChannelShuffle, ChannelDropout)
     median_blur: bool = True
@@ -42,8 +43,7 @@ class AugmentConfig:
     coarse_dropout: bool = True
 
     def __post_init__(self):
-        if not 0 <= self.rotate <= 180:
-            raise ValueError(f"augment.rotate must be in [0, 180] degrees, got {self.rotate}")
+        check_fields(self, "augment")   # also built in code, not only from params
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:

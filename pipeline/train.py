@@ -24,7 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Optional, Sequence
+from typing import Annotated, Callable, Literal, Optional, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from . import bins
+from .config import AtLeast, Fraction, NonNegative, Positive, PositiveFloat, check_fields
 from .distributed import DistContext, barrier, setup
 from .manifest import atomic_write_bytes
 from .metrics import mae_summary, predict_dataset
@@ -55,22 +56,16 @@ def code_fingerprint(modules: Sequence[str] = TRAINING_CODE_MODULES) -> str:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: int
-    batch_size: int              # global batch, split evenly over the DDP processes
-    lr: float
-    seed: int = 0
-    workers: int = 1             # DataLoader worker processes per training process
-    checkpoint_every: int = 50   # steps between 'last' checkpoints (also at every epoch end)
+    epochs: Positive
+    batch_size: Positive         # global batch, split evenly over the DDP processes
+    lr: PositiveFloat
+    seed: NonNegative = 0
+    workers: NonNegative = 1     # DataLoader worker processes per training process
+    checkpoint_every: Positive = 50   # steps between 'last' checkpoints (also at every epoch end)
     device: str = "auto"         # auto | cpu | cuda
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        check_fields(self)       # the constraints above (also built in code, not only from params)
 
 
 @dataclass(frozen=True)
@@ -79,21 +74,16 @@ class TrainingStageConfig:
     manifest: Path = Path("data/manifest.csv")
     boxes: Optional[Path] = None          # relabel stage's boxes CSV; None: the manifest's boxes
     weights: str = "none"                 # none | imagenet | path of a weights file
-    input_size: int = 64
-    val_fraction: float = 0.1
+    input_size: Annotated[int, AtLeast(16)] = 64   # pixels
+    val_fraction: Fraction = 0.1
     val_group: Literal["subject", "key"] = "subject"   # what the held-out slice keeps together
-    epochs: int = 8
-    batch_size: int = 32
-    lr: float = 1e-3
-    seed: int = 0
-    workers: int = 1
-    checkpoint_every: int = 50
+    epochs: Positive = 8
+    batch_size: Positive = 32
+    lr: PositiveFloat = 1e-3
+    seed: NonNegative = 0
+    workers: NonNegative = 1
+    checkpoint_every: Positive = 50
     device: str = "auto"
-
-    def __post_init__(self):
-        if self.input_size < 16:
-            raise ValueError(f"input_size must be >= 16 pixels, got {self.input_size}")
-        self.settings()  # validates the training settings while the config is parsed
 
     def settings(self) -> TrainSettings:
         return TrainSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,

@@ -20,7 +20,7 @@ import torch
 
 from pipeline.augment import AugmentConfig
 from pipeline.cache import TeacherCache
-from pipeline.config import DEFAULT_PARAMS, ConfigError, as_dict, stage_config
+from pipeline.config import DEFAULT_PARAMS, ConfigError, NonNegativeFloat, as_dict, stage_config
 from pipeline.data import PoseDataset, holdout_split, load_samples
 from pipeline.distill import DistillDataset, RotationRule, open_student_cache
 from pipeline.distributed import barrier, setup, teardown
@@ -38,7 +38,7 @@ class DistillConfig(TrainingStageConfig):
     students: tuple[str, ...] = ("resnet18",)      # one DVC stage per backbone (foreach)
     cache: Path = Path("cache/teacher-labels.h5")
     teacher: Optional[Path] = Path("checkpoints/teacher/best.pt")  # checked against the cache; None: not checked
-    w_cls: float = 0.05                            # eq. 7 weight of the ground-truth CE
+    w_cls: NonNegativeFloat = 0.05                 # eq. 7 weight of the ground-truth CE
     # how the cached target follows a rotated crop; only used when augment.rotate > 0. Measured
     # (`pipeline bench kd-rotation`, embedded data): the shifted target is further from the
     # teacher's own answer on rotated crops than the unshifted one, so by default the KD stage
@@ -53,10 +53,7 @@ class DistillConfig(TrainingStageConfig):
     def __post_init__(self):
         unknown = [b for b in self.students if b not in BACKBONES]
         if unknown or not self.students:
-            raise ValueError(f"students must be backbones of {BACKBONES}, got {list(self.students)}")
-        if self.w_cls < 0:
-            raise ValueError(f"w_cls must be >= 0, got {self.w_cls}")
-        super().__post_init__()
+            raise ValueError(f"students: expected backbones of {list(BACKBONES)}, got {list(self.students)}")
 
     def checkpoint(self, backbone: str) -> Path:
         return self.checkpoint_dir / f"{backbone}.pt"

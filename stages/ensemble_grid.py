@@ -12,7 +12,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Annotated, Optional, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pipeline import bins
-from pipeline.config import stage_config
+from pipeline.config import NonEmpty, NonNegative, Positive, stage_config
 from pipeline.data import load_samples
 from pipeline.distributed import check_device, pick_device
 from pipeline.ensemble import ensemble_distributions, input_hw, num_windows
@@ -32,23 +32,20 @@ from pipeline.pose import ANGLE_NAMES
 
 @dataclass(frozen=True)
 class EnsembleGridConfig:
-    strides: tuple[int, ...] = (1, 2, 3, 5)
-    paddings: tuple[int, ...] = (0, 2, 4, 6)
+    strides: Annotated[tuple[Positive, ...], NonEmpty()] = (1, 2, 3, 5)
+    paddings: Annotated[tuple[NonNegative, ...], NonEmpty()] = (0, 2, 4, 6)
     manifest: Path = Path("data/manifest.csv")
     boxes: Optional[Path] = None          # relabel boxes CSV; None = the manifest's boxes
     checkpoint: Path = Path("checkpoints/teacher/best.pt")
-    datasets: Optional[tuple[str, ...]] = None   # test sets; None = every dataset with test samples
+    # test sets; None = every dataset with test samples
+    datasets: Optional[Annotated[tuple[str, ...], NonEmpty()]] = None
     out_dir: Path = Path("outputs/ensemble-grid")
-    batch_size: int = 8
-    max_windows: int = 512
-    num_workers: int = 2
+    batch_size: Positive = 8
+    max_windows: Positive = 512
+    num_workers: NonNegative = 2
     device: str = "auto"                  # auto|cpu|cuda (pipeline.distributed.pick_device)
 
     def __post_init__(self):
-        if not self.strides or min(self.strides) < 1:
-            raise ValueError(f"strides must be integers >= 1, got {list(self.strides)}")
-        if not self.paddings or min(self.paddings) < 0:
-            raise ValueError(f"paddings must be integers >= 0, got {list(self.paddings)}")
         check_device(self.device)
 
 

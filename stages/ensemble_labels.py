@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from pipeline.cache import CacheMeta
-from pipeline.config import stage_config
+from pipeline.config import NonNegative, Positive, stage_config
 from pipeline.data import load_samples
 from pipeline.distributed import check_device
 from pipeline.ensemble import check_stride_padding, input_hw
@@ -23,16 +23,16 @@ from pipeline.model import checkpoint_sha256, load_checkpoint
 
 @dataclass(frozen=True)
 class EnsembleLabelsConfig:
-    s: int = 5                      # ensemble stride (eq. 5)
-    p: int = 15                     # ensemble padding, a multiple of s (eq. 5)
+    s: Positive = 5                 # ensemble stride (eq. 5)
+    p: NonNegative = 15             # ensemble padding, a multiple of s (eq. 5)
     manifest: Path = Path("data/manifest.csv")
     boxes: Optional[Path] = None    # relabel boxes CSV; None = the manifest's boxes
     checkpoint: Path = Path("checkpoints/teacher/best.pt")
     out: Path = Path("cache/teacher-labels.h5")
-    batch_size: int = 16            # images per DataLoader batch
-    chunk_size: int = 256           # images per resumable part
-    max_windows: int = 512          # windows per forward pass (whole images)
-    num_workers: int = 2
+    batch_size: Positive = 16       # images per DataLoader batch
+    chunk_size: Positive = 256      # images per resumable part
+    max_windows: Positive = 512     # windows per forward pass (whole images)
+    num_workers: NonNegative = 2
     device: str = "auto"            # auto|cpu|cuda; auto = cuda:LOCAL_RANK when available, else cpu
     amp: bool = True                # bf16 autocast + channels_last on CUDA (checked vs fp32)
 

@@ -16,12 +16,12 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import numpy as np
 import torch
 
-from pipeline.config import DEFAULT_PARAMS, ConfigError, stage_config
+from pipeline.config import DEFAULT_PARAMS, ConfigError, NonEmpty, NonNegative, Positive, stage_config
 from pipeline.data import PoseDataset, load_samples
 from pipeline.distributed import check_device, pick_device
 from pipeline.ensemble import num_windows
@@ -42,10 +42,11 @@ class EvaluateConfig:
     boxes: Optional[Path] = None                  # relabel boxes CSV; None = the manifest's boxes
     prepare_report: Path = Path("data/prepare-report.json")   # says which protocol this is
     teacher: Path = Path("checkpoints/teacher/best.pt")
-    datasets: Optional[tuple[str, ...]] = None    # test sets; None = all of the test split
-    batch_size: int = 64
-    max_windows: int = 512
-    num_workers: int = 0
+    # test sets; None = all of the test split
+    datasets: Optional[Annotated[tuple[str, ...], NonEmpty()]] = None
+    batch_size: Positive = 64
+    max_windows: Positive = 512
+    num_workers: NonNegative = 0
     device: str = "auto"
     metrics: Path = Path("metrics/evaluate.json")
     predictions: Path = Path("outputs/evaluate/predictions.csv")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline import protocols
-from pipeline.config import DEFAULT_PARAMS, as_dict, stage_config
+from pipeline.config import DEFAULT_PARAMS, NonNegative, Positive, as_dict, stage_config
 from pipeline.manifest import atomic_write_bytes, manifest_bytes, write_json
 
 
@@ -24,16 +24,10 @@ class PrepareConfig:
     data_root: Path = Path("data/raw")          # holds 300W_LP/, AFLW2000/, BIWI/, AFLW/
     box_files: dict[str, Path] = field(default_factory=dict)  # dataset -> published JSON
     on_bad: Literal["error", "skip"] = "error"
-    workers: int = 1
-    aflw_test_images: int = protocols.AFLW_TEST_IMAGES
+    workers: Positive = 1
+    aflw_test_images: NonNegative = protocols.AFLW_TEST_IMAGES
     manifest: Path = Path("data/manifest.csv")
     report: Path = Path("data/prepare-report.json")
-
-    def __post_init__(self):
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
-        if self.aflw_test_images < 0:
-            raise ValueError(f"aflw_test_images must be >= 0, got {self.aflw_test_images}")
 
 
 def summary_lines(report: dict) -> list[str]:

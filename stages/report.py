@@ -8,11 +8,11 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import numpy as np
 
-from pipeline.config import DEFAULT_PARAMS, ConfigError, stage_config
+from pipeline.config import DEFAULT_PARAMS, AtLeast, ConfigError, NonEmpty, Positive, stage_config
 from pipeline.data import load_samples
 from pipeline.manifest import atomic_write_bytes
 from pipeline.pose import ANGLE_NAMES
@@ -21,21 +21,15 @@ from pipeline.report import figure7, report_markdown
 
 @dataclass(frozen=True)
 class ReportConfig:
-    metrics: tuple[Path, ...] = (Path("metrics/evaluate.json"),)   # one evaluate JSON per protocol
+    metrics: Annotated[tuple[Path, ...], NonEmpty()] = (Path("metrics/evaluate.json"),)   # one evaluate JSON per protocol
     predictions: Path = Path("outputs/evaluate/predictions.csv")    # of the first metrics file
     manifest: Path = Path("data/manifest.csv")
     boxes: Optional[Path] = None
     figure_row: str = ""              # row drawn in figure 7; "" = the first KD row
-    images_per_set: int = 4
-    cell: int = 160
+    images_per_set: Positive = 4
+    cell: Annotated[int, AtLeast(32)] = 160      # pixels
     out_md: Path = Path("reports/results.md")
     out_png: Path = Path("reports/figure7.png")
-
-    def __post_init__(self):
-        if not self.metrics:
-            raise ValueError("metrics must list at least one evaluate metrics file")
-        if self.images_per_set < 1 or self.cell < 32:
-            raise ValueError(f"images_per_set >= 1 and cell >= 32 required, got {self.images_per_set}, {self.cell}")
 
 
 def read_metrics(path: Path) -> dict:

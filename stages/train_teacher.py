@@ -20,7 +20,7 @@ import torch
 
 from pipeline import bins
 from pipeline.augment import AugmentConfig, augmentation_grid
-from pipeline.config import DEFAULT_PARAMS, as_dict, stage_config
+from pipeline.config import DEFAULT_PARAMS, Positive, as_dict, stage_config
 from pipeline.data import PoseDataset, holdout_split, load_samples
 from pipeline.distributed import barrier, setup, teardown
 from pipeline.losses import teacher_loss
@@ -36,7 +36,7 @@ class TrainTeacherConfig(TrainingStageConfig):
     bin_sizes: tuple[int, ...] = bins.BIN_SIZES
     regression: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    grid_samples: int = 6
+    grid_samples: Positive = 6
     checkpoint: Path = Path("checkpoints/teacher/best.pt")
     state_dir: Path = Path("checkpoints/teacher-state")
     metrics: Path = Path("metrics/train-teacher.json")
@@ -45,10 +45,10 @@ class TrainTeacherConfig(TrainingStageConfig):
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+            raise ValueError(f"backbone: expected one of {list(BACKBONES)}, got {self.backbone!r}")
         if not self.bin_sizes or not set(self.bin_sizes) <= set(bins.BIN_SIZES):
-            raise ValueError(f"bin_sizes must be a non-empty subset of {bins.BIN_SIZES}, got {list(self.bin_sizes)}")
-        super().__post_init__()
+            raise ValueError(f"bin_sizes: expected a non-empty subset of {list(bins.BIN_SIZES)}, "
+                             f"got {list(self.bin_sizes)}")
 
 
 def train_teacher(cfg: TrainTeacherConfig, on_step=None) -> Optional[dict]:

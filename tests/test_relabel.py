@@ -266,8 +266,8 @@ def test_landmarks_backend_through_the_stage(tmp_path):
 
 @pytest.mark.parametrize("block, problem", [
     ({"backend": "mtcnn"}, "relabel.backend"),
-    ({"haar": {"scale_factor": 1.0}}, "scale_factor must be > 1"),
-    ({"min_iou": 1.5}, "min_iou must be in"),
+    ({"haar": {"scale_factor": 1.0}}, "relabel.haar.scale_factor: expected float > 1"),
+    ({"min_iou": 1.5}, r"relabel.min_iou: expected float in \[0, 1\]"),
 ])
 def test_config_rejects_bad_values(tmp_path, block, problem):
     with pytest.raises(ConfigError, match=problem):

@@ -15,12 +15,13 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Annotated
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..config import as_dict
+from ..config import AtLeast, Fraction, InRange, NonNegative, Positive, Probability, as_dict, check_fields
 from ..datasets import biwi
 from ..image import encode_image
 from ..manifest import atomic_write_bytes
@@ -38,35 +39,32 @@ _SET_CODES = {"300W_LP": 1, "AFLW2000": 2, "BIWI": 3}
 _HEAD_MM = 230.0   # head height incl. hair, for the image scale
 
 
+Pixels = Annotated[int, AtLeast(32)]           # a rendered image side
+Quality = Annotated[int, InRange(1, 100)]      # JPEG quality
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     out_dir: Path = Path("data/synth")
-    seed: int = 0
-    train_count: int = 3000          # 300W-LP-like images (before the _Flip copies)
-    flip_fraction: float = 0.1       # of those, also written mirrored in <SET>_Flip/
-    aflw2000_count: int = 500
-    biwi_subjects: int = 8           # folders hpdb/01 ...; 06, 07, ... are protocol-3 test
-    biwi_frames: int = 60
-    out_of_range: float = 0.02       # fraction with an angle beyond 99 degrees
-    image_size: int = 128            # 300W-LP / AFLW2000 square images
-    biwi_size: tuple[int, int] = (160, 120)   # width, height
-    jpeg_quality: tuple[int, int] = (60, 95)
-    supersample: int = 2
-    workers: int = 0                 # 0 = all cores
-    contact_per_set: int = 24
+    seed: NonNegative = 0
+    train_count: NonNegative = 3000  # 300W-LP-like images (before the _Flip copies)
+    flip_fraction: Probability = 0.1   # of those, also written mirrored in <SET>_Flip/ (1: all, as 300W-LP)
+    aflw2000_count: NonNegative = 500
+    biwi_subjects: NonNegative = 8   # folders hpdb/01 ...; 06, 07, ... are protocol-3 test
+    biwi_frames: NonNegative = 60
+    out_of_range: Fraction = 0.02    # fraction with an angle beyond 99 degrees (1 would keep none)
+    image_size: Pixels = 128         # 300W-LP / AFLW2000 square images
+    biwi_size: tuple[Pixels, Pixels] = (160, 120)   # width, height
+    jpeg_quality: tuple[Quality, Quality] = (60, 95)   # low, high
+    supersample: Positive = 2
+    workers: NonNegative = 0         # 0 = all cores
+    contact_per_set: Positive = 24
 
     def __post_init__(self):
-        if min(self.train_count, self.aflw2000_count, self.biwi_subjects, self.biwi_frames) < 0:
-            raise ValueError("counts must be >= 0")
-        if not (0 <= self.flip_fraction <= 1 and 0 <= self.out_of_range <= 1):
-            raise ValueError("flip_fraction and out_of_range must lie in [0, 1]")
-        if self.image_size < 32 or min(self.biwi_size) < 32:
-            raise ValueError("image sizes must be at least 32 px")
+        check_fields(self, "synth")  # also built in code, not only from params
         lo, hi = self.jpeg_quality
-        if not 1 <= lo <= hi <= 100:
-            raise ValueError(f"jpeg_quality {self.jpeg_quality}: need 1 <= low <= high <= 100")
-        if self.supersample < 1 or self.workers < 0:
-            raise ValueError("supersample must be >= 1 and workers >= 0")
+        if lo > hi:
+            raise ValueError(f"jpeg_quality: expected low <= high, got {list(self.jpeg_quality)}")
 
 
 def _rng(cfg: SynthConfig, dataset: str, *index: int) -> np.random.Generator:
