@@ -8,14 +8,21 @@ Layout of ``cache/teacher-labels.h5``::
     /expected          (N, 3) float32      eq. 2 on the fp32 ensemble distribution of the
                                            smallest-bin head (b1 for the teacher)
     /boxes             (N, 4) float32      the box the teacher saw (x1, y1, x2, y2)
-    attrs              schema_version, teacher_sha256, manifest_sha256, s, p, A, input_size,
-                       bin_sizes, angle_order, convention, code_version, complete (last)
+    attrs              schema_version, teacher_sha256, manifest_sha256, samples_sha256, s, p,
+                       A, input_size, bin_sizes, precision, angle_order, convention,
+                       code_version, complete (last)
+
+Every dataset is stored in chunks of CHUNK_ROWS rows with HDF5's fletcher32 checksum, so a
+flipped byte is an error on read, never a silent wrong label; rows are checked to be
+probability distributions when read (:func:`check_distributions`), and
+:meth:`TeacherCache.verify` (``pipeline inspect-cache --verify``) checks a whole file.
 
 Writing (:class:`CacheBuilder`): chunks of rows are labelled into ``<name>.h5.parts/part-K.npz``
-(each written atomically), so a killed job resumes from its last finished chunk; the parts
+(each written atomically), so a killed job resumes from its last finished chunk. Parts are
+reused only by a job with the same identity (every provenance attribute: teacher, samples with
+their boxes and image bytes, s, p, input size, precision; the keys; the chunk size). The parts
 are merged into ``<name>.h5.partial`` which is renamed when complete. The merge is a pure
-function of the parts (fixed layout, contiguous datasets, no filters, no timestamps, pinned
-libver), so the same inputs give the same bytes, whether labelled in one process, resumed,
+function of the parts (fixed layout and chunking, no timestamps, pinned libver), so the same inputs give the same bytes, whether labelled in one process, resumed,
 or sharded over ranks. A ``<name>.h5.lock`` (flock) refuses a second writer.
 
 Reading (:func:`open_cache`): checks the file against what it is used with and opens the
@@ -39,10 +46,12 @@ import numpy as np
 from . import __version__, bins
 from .ensemble import num_windows
 from .errors import PipelineError
-from .manifest import atomic_write_bytes
+from .files import atomic_path, atomic_write_bytes
 from .pose import ANGLE_NAMES, CONVENTION
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+CHUNK_ROWS = 256             # rows per HDF5 chunk (and per fletcher32 checksum)
+SUM_TOLERANCE = 0.02         # |sum - 1| allowed of a stored float16 distribution row
 LIBVER = ("v110", "v110")
 PROB_DTYPE = np.float16
 
@@ -60,6 +69,8 @@ class CacheMeta:
     p: int
     input_size: tuple[int, int]
     bin_sizes: tuple[int, ...]
+    samples_sha256: str = ""        # keys, boxes and image bytes labelled (pipeline.data.samples_sha256)
+    precision: str = "fp32"         # of the teacher's forward passes: fp32 | bf16
     angle_order: str = ",".join(ANGLE_NAMES)
     convention: str = CONVENTION
     code_version: str = __version__
@@ -76,9 +87,10 @@ class CacheMeta:
     def attrs(self) -> dict:
         """Root attributes in a fixed order (the file tracks attribute order)."""
         return {"schema_version": self.schema_version, "teacher_sha256": self.teacher_sha256,
-                "manifest_sha256": self.manifest_sha256, "s": self.s, "p": self.p, "A": self.A,
+                "manifest_sha256": self.manifest_sha256, "samples_sha256": self.samples_sha256,
+                "s": self.s, "p": self.p, "A": self.A,
                 "input_size": np.array(self.input_size, dtype=np.int64),
-                "bin_sizes": np.array(self.bin_sizes, dtype=np.int64),
+                "bin_sizes": np.array(self.bin_sizes, dtype=np.int64), "precision": self.precision,
                 "angle_order": self.angle_order, "convention": self.convention,
                 "code_version": self.code_version}
 
@@ -87,9 +99,11 @@ class CacheMeta:
         try:
             return cls(teacher_sha256=str(attrs["teacher_sha256"]),
                        manifest_sha256=str(attrs["manifest_sha256"]),
+                       samples_sha256=str(attrs["samples_sha256"]),
                        s=int(attrs["s"]), p=int(attrs["p"]),
                        input_size=tuple(int(v) for v in attrs["input_size"]),
                        bin_sizes=tuple(int(v) for v in attrs["bin_sizes"]),
+                       precision=str(attrs["precision"]),
                        angle_order=str(attrs["angle_order"]), convention=str(attrs["convention"]),
                        code_version=str(attrs["code_version"]),
                        schema_version=int(attrs["schema_version"]))
@@ -178,6 +192,9 @@ class CacheBuilder:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         if not ident_path.is_file():
             atomic_write_bytes(ident_path, ident)
+        for i in range(self.num_chunks):  # a damaged part would otherwise count as labelled
+            if self.part_path(i).is_file():
+                self.read_part(i)
 
     # chunks
     @property
@@ -194,6 +211,22 @@ class CacheBuilder:
         """Chunks not yet written; a rank of ``world_size`` takes every world_size-th chunk."""
         return [i for i in range(rank, self.num_chunks, world_size)
                 if not self.part_path(i).is_file()]
+
+    def read_part(self, index: int) -> dict[str, np.ndarray]:
+        path = self.part_path(index)
+        n, shapes = len(self.chunk_keys(index)), {"boxes": (4,), "expected": (3,)}
+        shapes.update({f"prob_{bins.head_name(b)}": (3, bins.num_bins(b)) for b in self.meta.bin_sizes})
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                part = {k: data[k] for k in data.files}
+        except Exception as exc:  # zipfile, OSError, ValueError, EOFError: all mean damaged
+            raise CacheError(f"{path}: unreadable labelling part ({type(exc).__name__}: {exc}); "
+                             "delete it and rerun to label its chunk again") from None
+        got = {k: v.shape for k, v in part.items()}
+        if got != {k: (n, *shape) for k, shape in shapes.items()}:
+            raise CacheError(f"{path}: labelling part has arrays {got}, expected {n} rows of "
+                             f"{shapes}; delete it and rerun to label its chunk again")
+        return part
 
     def write_part(self, index: int, boxes: np.ndarray, probs: Mapping[str, np.ndarray]) -> None:
         """Store one finished chunk: ``probs[head]`` (n, 3, q) float32 ensemble distributions."""
@@ -220,14 +253,7 @@ class CacheBuilder:
         if missing:
             raise CacheError(f"{self.path}: cannot merge, {len(missing)} chunks are not labelled "
                              f"yet (e.g. {missing[:3]})")
-        parts = []
-        for i in range(self.num_chunks):
-            try:
-                with np.load(self.part_path(i), allow_pickle=False) as data:
-                    parts.append({k: data[k] for k in data.files})
-            except (OSError, ValueError) as exc:
-                raise CacheError(f"{self.part_path(i)}: unreadable part ({exc}); delete it "
-                                 "and rerun") from None
+        parts = [self.read_part(i) for i in range(self.num_chunks)]
         merged = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
         write_cache(self.path, self.meta, self.keys, merged["boxes"], merged["expected"],
                     {bins.head_name(b): merged[f"prob_{bins.head_name(b)}"]
@@ -238,26 +264,29 @@ class CacheBuilder:
 
 def write_cache(path: str | Path, meta: CacheMeta, keys: Sequence[str], boxes: np.ndarray,
                 expected: np.ndarray, probs: Mapping[str, np.ndarray]) -> None:
-    """Write the whole file to ``<name>.partial`` then rename; ``complete`` is written last."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
+    """Write the whole file beside ``path`` then rename; ``complete`` is written last. A failed
+    write (disk full) leaves nothing behind and raises a WriteError naming ``path``."""
     encoded = [k.encode("utf-8") for k in keys]
     width = max((len(k) for k in encoded), default=1)
-    with h5py.File(partial, "w", libver=LIBVER, track_order=True) as f:
-        f.create_dataset("keys", data=np.array(encoded, dtype=f"S{width}"))
-        heads = f.create_group("heads", track_order=True)
-        for b in meta.bin_sizes:
-            group = heads.create_group(bins.head_name(b), track_order=True)
-            group.create_dataset("prob", data=np.asarray(probs[bins.head_name(b)], PROB_DTYPE))
-            group.create_dataset("centres", data=bins.centres(b))
-        f.create_dataset("expected", data=np.asarray(expected, np.float32))
-        f.create_dataset("boxes", data=np.asarray(boxes, np.float32))
-        for name, value in meta.attrs().items():
-            f.attrs[name] = value
-        f.attrs["complete"] = True
-    with open(partial, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(partial, path)
+
+    def dataset(parent, name, data):
+        data = np.asarray(data)
+        chunks = (min(CHUNK_ROWS, max(len(data), 1)), *data.shape[1:])
+        parent.create_dataset(name, data=data, chunks=chunks, fletcher32=True)
+
+    with atomic_path(path, suffix=".partial") as partial:
+        with h5py.File(partial, "w", libver=LIBVER, track_order=True) as f:
+            dataset(f, "keys", np.array(encoded, dtype=f"S{width}"))
+            heads = f.create_group("heads", track_order=True)
+            for b in meta.bin_sizes:
+                group = heads.create_group(bins.head_name(b), track_order=True)
+                dataset(group, "prob", np.asarray(probs[bins.head_name(b)], PROB_DTYPE))
+                dataset(group, "centres", bins.centres(b))
+            dataset(f, "expected", np.asarray(expected, np.float32))
+            dataset(f, "boxes", np.asarray(boxes, np.float32))
+            for name, value in meta.attrs().items():
+                f.attrs[name] = value
+            f.attrs["complete"] = True
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -272,6 +301,21 @@ class Expect:
     s: Optional[int] = None
     p: Optional[int] = None
     input_size: Optional[tuple[int, int]] = None
+    samples_sha256: Optional[str] = None          # boxes and image bytes the rows were made from
+
+
+def check_distributions(prob: np.ndarray, where: str, first_row: int = 0) -> None:
+    """``prob`` (n, 3, q): every row finite, non-negative and summing to 1 (within
+    SUM_TOLERANCE, for float16 storage); otherwise a CacheError naming ``where`` and the row."""
+    prob = np.asarray(prob, dtype=np.float32)
+    sums = prob.sum(axis=-1)
+    bad = ~np.isfinite(prob).all(axis=-1) | (prob < 0).any(axis=-1) | (np.abs(sums - 1) > SUM_TOLERANCE)
+    rows = np.flatnonzero(bad.any(axis=-1))
+    if len(rows):
+        r = rows[0]
+        raise CacheError(f"{where}: {len(rows)} rows are not probability distributions, e.g. row "
+                         f"{first_row + r} (sums {np.round(sums[r], 4).tolist()}); the file is "
+                         "damaged: re-run ensemble-labels")
 
 
 class TeacherCache:
@@ -306,23 +350,50 @@ class TeacherCache:
         except KeyError:
             raise CacheError(f"{self.path}: no row for key {key!r}") from None
 
+    def _read(self, name: str, rows=slice(None)) -> np.ndarray:
+        """Rows of a dataset; a checksum failure (a damaged chunk) is a CacheError."""
+        try:
+            return self._h5()[name][rows]
+        except OSError as exc:
+            raise CacheError(f"{self.path}: /{name} is damaged ({exc}); re-run ensemble-labels") from None
+
     def probs(self, key: str, bin_size: int = 1) -> np.ndarray:
-        """(3, q) float32 ensemble distribution of one sample for the head ``bK``."""
+        """(3, q) float32 ensemble distribution of one sample for the head ``bK`` (checked)."""
         head = bins.head_name(bin_size)
         if bin_size not in self.meta.bin_sizes:
             raise CacheError(f"{self.path}: no head {head} (has {self.meta.bin_sizes})")
-        return self._h5()[f"heads/{head}/prob"][self.row(key)].astype(np.float32)
+        prob = self._read(f"heads/{head}/prob", self.row(key)).astype(np.float32)
+        check_distributions(prob[None], f"{self.path}: heads/{head}/prob, key {key!r}", self.row(key))
+        return prob
 
     def expected(self, key: str) -> np.ndarray:
-        return self._h5()["expected"][self.row(key)]
+        return self._read("expected", self.row(key))
 
     def box(self, key: str) -> np.ndarray:
-        return self._h5()["boxes"][self.row(key)]
+        return self._read("boxes", self.row(key))
+
+    def verify(self, bin_sizes: Optional[Sequence[int]] = None) -> None:
+        """Read every row of the heads (all, or ``bin_sizes``), /expected and /boxes, chunk by
+        chunk: checksums, distributions, finite angles and boxes. Raises CacheError."""
+        n = len(self.keys)
+        for b in self.meta.bin_sizes if bin_sizes is None else bin_sizes:
+            name = f"heads/{bins.head_name(b)}/prob"
+            for lo in range(0, n, CHUNK_ROWS):
+                check_distributions(self._read(name, slice(lo, lo + CHUNK_ROWS)), f"{self.path}: {name}", lo)
+        for name in ("expected", "boxes"):
+            values = self._read(name)
+            if not np.isfinite(values).all():
+                row = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
+                raise CacheError(f"{self.path}: /{name} row {row} is not finite; re-run ensemble-labels")
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+STALE_CAUSE = {"manifest_sha256": "manifest", "teacher_sha256": "teacher checkpoint",
+               "samples_sha256": "images or boxes", "s": "stride s", "p": "padding p"}
 
 
 def _mismatch(path, what, got, want) -> CacheError:
@@ -362,10 +433,11 @@ def open_cache(path: str | Path, expect: Optional[Expect] = None) -> TeacherCach
     if meta.convention != CONVENTION:
         raise _mismatch(path, "convention", meta.convention, CONVENTION)
     expect = expect or Expect()
-    for name in ("manifest_sha256", "teacher_sha256", "s", "p"):
+    for name in ("manifest_sha256", "teacher_sha256", "samples_sha256", "s", "p"):
         want = getattr(expect, name)
         if want is not None and getattr(meta, name) != want:
-            raise _mismatch(path, name, getattr(meta, name), want)
+            raise CacheError(f"{_mismatch(path, name, getattr(meta, name), want)} (stale cache: the "
+                             f"{STALE_CAUSE[name]} changed since it was labelled; re-run ensemble-labels)")
     if expect.input_size is not None and meta.input_size != tuple(expect.input_size):
         raise _mismatch(path, "input_size", meta.input_size, tuple(expect.input_size))
     if expect.bin_sizes is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -19,6 +20,7 @@ from torch.utils.data import Dataset
 from .augment import AugmentConfig, Augmented, Augmenter, sample_rng, warp_crop
 from .boxes import apply_boxes, read_boxes
 from .image import check_box, load_rgb, to_tensor
+from .files import file_sha256
 from .manifest import ManifestError, Sample, read_manifest
 
 
@@ -42,6 +44,20 @@ def check_samples(samples: Sequence[Sample], where: str) -> None:
         x1, y1, x2, y2 = s.box
         if not (x2 > x1 and y2 > y1):
             raise ManifestError(f"{where}: {s.key}: box {s.box} is empty")
+
+
+def samples_sha256(samples: Sequence[Sample]) -> str:
+    """Content fingerprint of what a network or a teacher cache sees of a sample set: per
+    sample (sorted by key) its key, its box and the sha256 of its image file's bytes. A replaced
+    image or a relabelled box under an unchanged manifest changes it (the poses are in the
+    manifest's own sha256). Images are hashed on a few threads (hashlib releases the GIL)."""
+    ordered = sorted(samples, key=lambda s: s.key)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        image_shas = list(pool.map(lambda s: file_sha256(s.image), ordered))
+    h = hashlib.sha256()
+    for s, image_sha in zip(ordered, image_shas):
+        h.update(("\t".join([s.key, image_sha, *(f"{v:.3f}" for v in s.box)]) + "\n").encode())
+    return h.hexdigest()
 
 
 def holdout_split(samples: Sequence[Sample], fraction: float, group_by: str = "subject"

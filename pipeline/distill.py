@@ -64,11 +64,16 @@ def teacher_target(probs: np.ndarray, expected, flip: bool, angle_ccw: float,
 
 
 def open_student_cache(path: str | Path, samples: Sequence[Sample], manifest_sha256: str,
-                       teacher_sha256: Optional[str] = None, bin_size: int = 1) -> TeacherCache:
+                       teacher_sha256: Optional[str] = None, bin_size: int = 1,
+                       samples_sha256: Optional[str] = None) -> TeacherCache:
     """The cache checked against what the student trains on: manifest, keys, the head, the
-    teacher (if given) and the boxes the teacher saw (a relabel run changes them)."""
+    teacher (if given), the boxes the teacher saw (a relabel run changes them), the image
+    bytes (``samples_sha256``, if given), and every row of the head it reads (checksums and
+    distributions: a damaged file fails here, not mid-epoch)."""
     cache = open_cache(path, Expect(manifest_sha256=manifest_sha256, keys=[s.key for s in samples],
-                                    bin_sizes=(bin_size,), teacher_sha256=teacher_sha256))
+                                    bin_sizes=(bin_size,), teacher_sha256=teacher_sha256,
+                                    samples_sha256=samples_sha256))
+    cache.verify(bin_sizes=(bin_size,))
     rows = np.array([cache.row(s.key) for s in samples], dtype=np.int64)
     with h5py.File(cache.path, "r") as f:
         cached = f["boxes"][()][rows] if len(rows) else np.zeros((0, 4))

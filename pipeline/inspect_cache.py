@@ -52,10 +52,14 @@ def inspect_cache(
     png: Optional[Path] = typer.Option(None, "--png", help="write the key's distributions here"),
     manifest: Path = typer.Option(Path("data/manifest.csv"), "--manifest",
                                   help="manifest with the ground truth"),
+    verify: bool = typer.Option(False, "--verify", help="read every row: checksums, distributions, "
+                                "finite angles and boxes (exit 1 if the file is damaged)"),
 ):
     """Schema, provenance and size of a teacher cache; one sample's distributions."""
     try:
         cache = open_cache(path)
+        if verify:
+            cache.verify()
     except CacheError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1)
@@ -66,7 +70,10 @@ def inspect_cache(
                f"(b1 head: {3 * bins.num_bins(1) * 2} bytes/image as float16)")
     typer.echo(f"  ensemble s={meta.s} p={meta.p} A={meta.A}, input {meta.input_size[0]}x"
                f"{meta.input_size[1]}, heads {[bins.head_name(b) for b in meta.bin_sizes]}")
-    typer.echo(f"  teacher sha256 {meta.teacher_sha256}\n  manifest sha256 {meta.manifest_sha256}")
+    typer.echo(f"  teacher sha256 {meta.teacher_sha256}\n  manifest sha256 {meta.manifest_sha256}\n"
+               f"  samples sha256 {meta.samples_sha256}; precision {meta.precision}")
+    if verify:
+        typer.echo(f"  verified: {n} rows of {len(meta.bin_sizes)} heads, checksums and distributions")
     typer.echo(f"  angles {meta.angle_order}; convention {meta.convention}; code {meta.code_version}")
     if key is None:
         return

@@ -8,6 +8,7 @@ chunk and rank 0 merges: the file equals the single-process one byte for byte.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -78,7 +79,8 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
     torchrun each rank uses cuda:LOCAL_RANK.
 
     Returns the path on rank 0 (None on other ranks). ``amp`` means bf16 autocast and
-    channels_last on CUDA, checked against fp32 on the first batch; ignored on CPU.
+    channels_last on CUDA, checked against fp32 on the first batch; ignored on CPU. The
+    precision used is recorded in the cache (``precision``) and is part of the job's identity.
     """
     check_stride_padding(meta.s, meta.p)
     samples = sorted(samples, key=lambda s: s.key)
@@ -87,6 +89,7 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
     ctx = distributed.setup(device)
     rank, world, dev = ctx.rank, ctx.world_size, ctx.device
     use_amp = amp and dev.type == "cuda"
+    meta = dataclasses.replace(meta, precision="bf16" if use_amp else "fp32")
     model = model.to(dev).eval()
     if use_amp:
         model = model.to(memory_format=torch.channels_last)

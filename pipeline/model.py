@@ -123,10 +123,23 @@ def build_model(backbone: str, bin_sizes: Sequence[int] = bins.BIN_SIZES, regres
 
 # --- checkpoints ----------------------------------------------------------------------
 
-def checkpoint_meta(model: HeadPoseNet, config: dict, manifest_sha256: str) -> dict:
-    """What a checkpoint says about itself: enough to rebuild and to check compatibility."""
+def weights_fingerprint(weights: Optional[str | Path]) -> str:
+    """What the initial weights are: "none", "imagenet" (torchvision's pinned DEFAULT file), or
+    the sha256 of a local weights file (so a replaced file is a different start)."""
+    if weights is None or str(weights) in ("none", "imagenet"):
+        return str(weights or "none")
+    path = Path(weights)
+    return f"sha256:{file_sha256(path)}" if path.is_file() else f"missing:{path}"
+
+
+def checkpoint_meta(model: HeadPoseNet, config: dict, manifest_sha256: str,
+                    inputs: Optional[dict] = None) -> dict:
+    """What a checkpoint says about itself: enough to rebuild and to check compatibility.
+    ``inputs``: content fingerprints of what training read (samples, initial weights, teacher
+    cache), part of the run's identity (:func:`pipeline.train.run_identity`)."""
     return {
         "config": config,
+        "inputs": inputs or {},
         "backbone": model.backbone_name,
         "bin_sizes": list(model.bin_sizes),
         "regression": model.regression,

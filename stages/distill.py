@@ -21,13 +21,13 @@ import torch
 from pipeline.augment import AugmentConfig
 from pipeline.cache import TeacherCache
 from pipeline.config import DEFAULT_PARAMS, ConfigError, NonNegativeFloat, as_dict, stage_config
-from pipeline.data import PoseDataset, holdout_split, load_samples
+from pipeline.data import PoseDataset, holdout_split, load_samples, samples_sha256
 from pipeline.distill import DistillDataset, RotationRule, open_student_cache
 from pipeline.distributed import barrier, setup, teardown
 from pipeline.losses import distillation_loss
 from pipeline.manifest import file_sha256, write_json
 from pipeline.metrics import evaluate
-from pipeline.model import BACKBONES, build_model, checkpoint_meta, load_checkpoint
+from pipeline.model import BACKBONES, build_model, checkpoint_meta, load_checkpoint, weights_fingerprint
 from pipeline.train import TRAINING_CODE_MODULES, TrainingStageConfig, fit
 
 STUDENT_BIN = 1
@@ -77,7 +77,8 @@ def distill(cfg: DistillConfig, backbone: str, on_step=None) -> Optional[dict]:
         manifest_sha = file_sha256(cfg.manifest)
         samples = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)
         teacher_sha = file_sha256(cfg.teacher) if cfg.teacher is not None else None
-        cache = open_student_cache(cfg.cache, samples, manifest_sha, teacher_sha, STUDENT_BIN)
+        samples_sha = samples_sha256(samples)
+        cache = open_student_cache(cfg.cache, samples, manifest_sha, teacher_sha, STUDENT_BIN, samples_sha)
         train_samples, val_samples = holdout_split(samples, cfg.val_fraction, cfg.val_group)
         train_set = DistillDataset(train_samples, cache, cfg.input_size, cfg.augment, cfg.seed,
                                    cfg.teacher_rotation, STUDENT_BIN)
@@ -89,11 +90,11 @@ def distill(cfg: DistillConfig, backbone: str, on_step=None) -> Optional[dict]:
         torch.manual_seed(cfg.seed)
         model = build_model(backbone, (STUDENT_BIN,), regression=False, weights=cfg.weights,
                             input_size=cfg.input_size)
-        # the cache's sha is part of the config: a new cache never resumes an old run
         # `students` is left out: adding a student must not disturb the others' runs (resume key)
-        config = {**{k: v for k, v in as_dict(cfg).items() if k != "students"},
-                  "student": backbone, "cache_sha256": provenance["sha256"]}
-        meta = {**checkpoint_meta(model, config, manifest_sha), "teacher_cache": provenance}
+        config = {**{k: v for k, v in as_dict(cfg).items() if k != "students"}, "student": backbone}
+        inputs = {"samples_sha256": samples_sha, "weights": weights_fingerprint(cfg.weights),
+                  "teacher_cache_sha256": provenance["sha256"]}
+        meta = {**checkpoint_meta(model, config, manifest_sha, inputs), "teacher_cache": provenance}
         loss = functools.partial(distillation_loss, w_cls=cfg.w_cls, head=f"b{STUDENT_BIN}")
         summary = fit(model, loss, train_set, val_set, cfg.settings(), cfg.state_dir / backbone,
                       cfg.checkpoint(backbone), meta, cfg.live_dir / backbone, ctx, on_step,

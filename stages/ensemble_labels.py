@@ -13,7 +13,7 @@ from typing import Optional
 
 from pipeline.cache import CacheMeta
 from pipeline.config import NonNegative, Positive, stage_config
-from pipeline.data import load_samples
+from pipeline.data import load_samples, samples_sha256
 from pipeline.distributed import check_device
 from pipeline.ensemble import check_stride_padding, input_hw
 from pipeline.labeling import label_samples
@@ -50,7 +50,8 @@ def run(params_path, overrides, item=None):
     samples = training_samples(cfg.manifest, cfg.boxes)
     model, _ = load_checkpoint(cfg.checkpoint)
     meta = CacheMeta(teacher_sha256=checkpoint_sha256(cfg.checkpoint),
-                     manifest_sha256=file_sha256(cfg.manifest), s=cfg.s, p=cfg.p,
+                     manifest_sha256=file_sha256(cfg.manifest), samples_sha256=samples_sha256(samples),
+                     s=cfg.s, p=cfg.p,
                      input_size=input_hw(model.input_size), bin_sizes=tuple(model.bin_sizes))
     out = label_samples(samples, model, cfg.out, meta, batch_size=cfg.batch_size,
                         chunk_size=cfg.chunk_size, num_workers=cfg.num_workers,

@@ -21,12 +21,12 @@ import torch
 from pipeline import bins
 from pipeline.augment import AugmentConfig, augmentation_grid
 from pipeline.config import DEFAULT_PARAMS, Positive, as_dict, stage_config
-from pipeline.data import PoseDataset, holdout_split, load_samples
+from pipeline.data import PoseDataset, holdout_split, load_samples, samples_sha256
 from pipeline.distributed import barrier, setup, teardown
 from pipeline.losses import teacher_loss
 from pipeline.manifest import file_sha256, write_json
 from pipeline.metrics import evaluate, trivial_mae
-from pipeline.model import BACKBONES, build_model, checkpoint_meta, load_checkpoint
+from pipeline.model import BACKBONES, build_model, checkpoint_meta, load_checkpoint, weights_fingerprint
 from pipeline.train import TrainingStageConfig, fit
 
 
@@ -61,16 +61,16 @@ def train_teacher(cfg: TrainTeacherConfig, on_step=None) -> Optional[dict]:
         val_set = PoseDataset(val_samples, cfg.input_size)
         if ctx.is_main:
             print(f"train-teacher: {len(train_samples)} train, {len(val_samples)} validation samples")
-            augmentation_grid(train_samples[:cfg.grid_samples], cfg.augment, cfg.input_size, cfg.seed,
-                              cfg.grid)
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.backbone, cfg.bin_sizes, cfg.regression, cfg.weights, cfg.input_size)
-        meta = checkpoint_meta(model, as_dict(cfg), file_sha256(cfg.manifest))
+        inputs = {"samples_sha256": samples_sha256(samples), "weights": weights_fingerprint(cfg.weights)}
+        meta = checkpoint_meta(model, as_dict(cfg), file_sha256(cfg.manifest), inputs)
         summary = fit(model, teacher_loss, train_set, val_set, cfg.settings(), cfg.state_dir,
                       cfg.checkpoint, meta, cfg.live_dir, ctx, on_step)
         barrier(ctx)
         if not ctx.is_main:
             return None
+        augmentation_grid(train_samples[:cfg.grid_samples], cfg.augment, cfg.input_size, cfg.seed, cfg.grid)
         best, _ = load_checkpoint(cfg.checkpoint, map_location=ctx.device)
         test_samples = load_samples(cfg.manifest, split="test", boxes=cfg.boxes)
         train_poses = train_set.poses()

@@ -157,7 +157,104 @@ def test_write_is_atomic(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
-    monkeypatch.setattr("pipeline.cache.os.replace", boom)
+    monkeypatch.setattr("pipeline.files.os.replace", boom)
     with pytest.raises(RuntimeError):
         write_cache(path, _meta(), KEYS[:2], np.zeros((2, 4)), np.zeros((2, 3)), probs)
+    assert not path.exists() and list(tmp_path.iterdir()) == []  # no temporary file left
+
+
+@pytest.mark.parametrize("changed", [{"samples_sha256": "other boxes or images"}, {"precision": "bf16"},
+                                     {"teacher_sha256": "u" * 64}])
+def test_resume_identity_covers_every_input_of_a_row(tmp_path, changed):
+    path = tmp_path / "t.h5"
+    probs = _probs(len(KEYS))
+    with CacheBuilder(path, _meta(), KEYS, 2) as builder:
+        builder.write_part(0, np.zeros((2, 4)), {k: v[:2] for k, v in probs.items()})
+    with CacheBuilder(path, _meta(**changed), KEYS, 2) as builder:
+        assert builder.pending() == [0, 1, 2]
+
+
+def test_a_damaged_part_is_named_not_merged(tmp_path):
+    path = tmp_path / "t.h5"
+    probs = _probs(len(KEYS))
+    with CacheBuilder(path, _meta(), KEYS, 2) as builder:
+        builder.write_part(0, np.zeros((2, 4)), {k: v[:2] for k, v in probs.items()})
+    part = tmp_path / "t.h5.parts" / "part-000000.npz"
+    part.write_bytes(part.read_bytes()[:200])
+    with pytest.raises(CacheError, match=f"{part}: unreadable labelling part .*delete it and rerun"):
+        CacheBuilder(path, _meta(), KEYS, 2).acquire()
     assert not path.exists()
+
+
+def _flip_bytes_in_chunk(path, dataset, chunk=0):
+    with h5py.File(path, "r") as f:
+        info = f[dataset].id.get_chunk_info(chunk)
+    with open(path, "r+b") as fh:
+        fh.seek(info.byte_offset + 16)
+        data = bytearray(fh.read(8))
+        fh.seek(info.byte_offset + 16)
+        fh.write(bytes(b ^ 0x5A for b in data))
+
+
+def test_flipped_bytes_are_detected_by_every_reader(tmp_path):
+    path = tmp_path / "t.h5"
+    _build(path)
+    cache = open_cache(path)
+    cache.verify()  # intact
+    _flip_bytes_in_chunk(path, "heads/b1/prob")
+    cache = open_cache(path)  # attributes and keys are intact
+    with pytest.raises(CacheError, match=f"{path}: /heads/b1/prob is damaged .*re-run ensemble-labels"):
+        cache.probs(KEYS[0], 1)
+    with pytest.raises(CacheError, match="heads/b1/prob is damaged"):
+        cache.verify()
+    cache.verify(bin_sizes=(2,))  # the other head's chunks are intact
+
+
+def test_rows_that_are_not_distributions_are_refused(tmp_path):
+    path = tmp_path / "t.h5"
+    probs = _probs(len(KEYS))
+    probs["b1"][1, 2] = np.nan
+    probs["b1"][3] = 0.0
+    write_cache(path, _meta(), KEYS, np.zeros((len(KEYS), 4)), np.zeros((len(KEYS), 3)), probs)
+    cache = open_cache(path)
+    assert cache.probs(KEYS[0], 1).shape == (3, 198)
+    with pytest.raises(CacheError, match=f"heads/b1/prob, key '{KEYS[1]}': 1 rows are not probability"):
+        cache.probs(KEYS[1], 1)
+    with pytest.raises(CacheError, match=r"heads/b1/prob: 2 rows are not probability distributions, e.g. row 1"):
+        cache.verify()
+
+
+FULL_DISK = """
+import resource, signal, sys
+import numpy as np
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # writes past the limit fail with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+sys.path.insert(0, sys.argv[3])
+from pipeline.errors import PipelineError
+try:
+    if sys.argv[1] == "cache":
+        from test_cache import KEYS, _meta, _probs
+        from pipeline.cache import write_cache
+        write_cache(sys.argv[2], _meta(), KEYS, np.zeros((len(KEYS), 4)), np.zeros((len(KEYS), 3)),
+                    _probs(len(KEYS)))
+    else:
+        from pipeline.model import build_model
+        from pipeline.train import _save
+        _save(sys.argv[2], {"model": build_model("resnet18", input_size=16).state_dict()})
+except PipelineError as exc:
+    print(exc)
+    sys.exit(1)
+"""
+
+
+@pytest.mark.parametrize("what", ["cache", "checkpoint"])
+def test_a_full_disk_leaves_no_file_and_names_the_output(tmp_path, what):
+    import subprocess
+    import sys
+    from pathlib import Path
+    path = tmp_path / "out" / "t.h5"
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, what, str(path), str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stdout.startswith(f"{path}: could not write (") and "nothing was written" in done.stdout
+    assert list((tmp_path / "out").iterdir()) == []

@@ -6,6 +6,8 @@ import pytest
 import torch
 import yaml
 
+from pipeline.data import samples_sha256
+
 from pipeline import bins
 from pipeline.augment import AugmentConfig
 from pipeline.cache import CacheError, CacheMeta, open_cache, write_cache
@@ -61,7 +63,7 @@ def write_tiny_cache(path, train, manifest_sha, teacher_sha, s=1, p=1):
     poses = np.array([x.pose for x in train])
     probs = _softmax(-0.5 * ((centres[None, None, :] - poses[:, :, None]) / 4.0) ** 2)
     meta = CacheMeta(teacher_sha256=teacher_sha, manifest_sha256=manifest_sha, s=s, p=p,
-                     input_size=(SIZE, SIZE), bin_sizes=(1,))
+                     input_size=(SIZE, SIZE), bin_sizes=(1,), samples_sha256=samples_sha256(train))
     write_cache(path, meta, [x.key for x in train], np.array([x.box for x in train]),
                 bins.expected_angle(probs, 1), {"b1": probs})
 
@@ -187,7 +189,7 @@ def test_stage_trains_a_one_head_student_with_cache_provenance(tmp_path):
     assert not any(k.startswith("reg.") for k in data["model"])
     assert meta["teacher_cache"]["sha256"] == file_sha256(tmp_path / "cache.h5")
     assert meta["teacher_cache"]["teacher_sha256"] == file_sha256(tmp_path / "teacher.pt")
-    assert meta["teacher_cache"]["A"] == 9 and meta["config"]["cache_sha256"] == meta["teacher_cache"]["sha256"]
+    assert meta["teacher_cache"]["A"] == 9 and meta["inputs"]["teacher_cache_sha256"] == meta["teacher_cache"]["sha256"]
     written = json.loads((tmp_path / "metrics" / "distill" / "resnet18.json").read_text())
     assert written["student"] == "resnet18" and set(written["test"]["SYNTEST"]["b1"]) == {"pitch", "yaw", "roll", "mae"}
     assert metrics["checkpoint_sha256"] == file_sha256(tmp_path / "students" / "resnet18.pt")

@@ -189,8 +189,59 @@ def test_inspect_cache_prints_and_draws(tmp_path):
                                       "--png", str(tmp_path / "d.png"),
                                       "--manifest", str(tmp_path / "manifest.csv")])
     assert result.exit_code == 0, result.output
-    assert "schema 1, 2 samples" in result.output and "s=2 p=4 A=25" in result.output
+    assert "schema 2, 2 samples" in result.output and "s=2 p=4 A=25" in result.output
     assert f"truth {samples[0].pose[1]:7.2f}" in result.output
     assert cv2.imread(str(tmp_path / "d.png")) is not None
     bad = CliRunner().invoke(app, ["inspect-cache", str(tmp_path / "nope.h5")])
     assert bad.exit_code == 1 and "not found" in bad.output
+
+
+def test_interrupted_job_with_new_boxes_relabels_every_row(tmp_path, monkeypatch):
+    samples, _ = make_project(tmp_path, n_train=6, n_test=0)
+    boxes, params = tmp_path / "boxes.csv", tmp_path / "params.yaml"
+    write_boxes(boxes, {s.key: (s.box, "landmarks") for s in samples})
+    with_boxes = [f"ensemble_labels.boxes={boxes}"]
+
+    class Killed(Exception):
+        pass
+
+    def killed(self):
+        raise Killed
+    with monkeypatch.context() as m:  # every chunk labelled, killed before the merge
+        m.setattr("pipeline.cache.CacheBuilder.finish", killed)
+        with pytest.raises(Killed):
+            ensemble_labels.run(params, with_boxes)
+    assert len(list((tmp_path / "cache.h5.parts").glob("part-*.npz"))) == 3
+    write_boxes(boxes, {s.key: ((4.0, 5.0, 30.0, 33.0), "haar") for s in samples})
+    ensemble_labels.run(params, with_boxes)
+    ensemble_labels.run(params, with_boxes + [f"ensemble_labels.out={tmp_path / 'fresh.h5'}"])
+    assert _sha(tmp_path / "cache.h5") == _sha(tmp_path / "fresh.h5")
+    assert (open_cache(tmp_path / "cache.h5").box(samples[0].key) == [4.0, 5.0, 30.0, 33.0]).all()
+
+
+def test_damaged_cache_stops_distill_and_inspect_verify(tmp_path):
+    from test_cache import _flip_bytes_in_chunk
+    from test_cli import run_cli
+    samples, _ = make_project(tmp_path, n_train=4, n_test=0)
+    ensemble_labels.run(tmp_path / "params.yaml", [])
+    cache = tmp_path / "cache.h5"
+    assert run_cli("inspect-cache", str(cache), "--verify").exit_code == 0
+    _flip_bytes_in_chunk(cache, "heads/b1/prob")
+    result = run_cli("inspect-cache", str(cache), "--verify")
+    assert result.exit_code == 1 and f"{cache}: /heads/b1/prob is damaged" in result.output
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["distill"] = {"manifest": str(tmp_path / "manifest.csv"), "cache": str(cache),
+                         "teacher": str(tmp_path / "teacher.pt"), "input_size": SIZE, "epochs": 1,
+                         "batch_size": 2, "workers": 0, "device": "cpu", "val_fraction": 0.0,
+                         "checkpoint_dir": str(tmp_path / "students"), "state_dir": str(tmp_path / "state"),
+                         "metrics_dir": str(tmp_path / "metrics"), "live_dir": str(tmp_path / "live")}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run_cli("run-stage", "distill", "resnet18", "--params", str(tmp_path / "params.yaml"))
+    assert result.exit_code == 1 and f"{cache}: /heads/b1/prob is damaged" in result.output
+    assert not (tmp_path / "students").exists() and not (tmp_path / "state").exists()
+    # labelled afresh, then an image replaced under the same manifest: the cache is stale
+    cache.unlink()
+    ensemble_labels.run(tmp_path / "params.yaml", [])
+    cv2.imwrite(samples[1].image, np.zeros((40, 36, 3), np.uint8))
+    result = run_cli("run-stage", "distill", "resnet18", "--params", str(tmp_path / "params.yaml"))
+    assert result.exit_code == 1 and f"{cache}: samples_sha256 mismatch" in result.output

@@ -189,3 +189,87 @@ def test_ddp_two_processes_match_one(manifest, tmp_path):
         runs[procs] = json.loads((out / "metrics.json").read_text())["val"]["mae"]
     # same global batches and augmentations; only BatchNorm statistics differ (per-process batch)
     assert abs(runs[1] - runs[2]) < 0.15 * runs[1], runs
+
+
+def _stage_run(tmp_path, manifest, *overrides, **extra):
+    """train-teacher through the CLI path; returns (stdout, checkpoint state dict)."""
+    from stages import train_teacher
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    params = tmp_path / "params.yaml"
+    write_params(params, manifest, tmp_path / "out", val_fraction=0.25, **extra)
+    import contextlib
+    import io
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        train_teacher.run(params, list(overrides))
+    model, _ = load_checkpoint(tmp_path / "out" / "teacher.pt")
+    return out.getvalue(), model.state_dict()
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.values(), b.values()))
+
+
+@pytest.fixture
+def own_manifest(tmp_path):
+    return make_manifest(tmp_path / "data", n_train=16, n_test=4)
+
+
+def test_finished_run_is_a_no_op_that_rewrites_every_output(own_manifest, tmp_path):
+    _, first = _stage_run(tmp_path, own_manifest, epochs=1)
+    out = tmp_path / "out"
+    timing = json.loads((out / "metrics.json").read_text())["timing"]
+    live_files = sorted(p.relative_to(out / "live") for p in (out / "live").rglob("*") if p.is_file())
+    live_bytes = {p: (out / "live" / p).read_bytes() for p in live_files}
+    # what `dvc repro` does before rerunning the stage after a change to `workers`
+    import shutil
+    shutil.rmtree(out / "live")
+    (out / "teacher.pt").unlink()
+    (out / "metrics.json").unlink()
+    log, again = _stage_run(tmp_path, own_manifest, "train_teacher.workers=1", epochs=1)
+    assert "finished" in log and "nothing to train" in log
+    assert _same(first, again)
+    assert json.loads((out / "metrics.json").read_text())["timing"] == timing  # not zeros
+    assert {p: (out / "live" / p).read_bytes() for p in live_files} == live_bytes
+    assert "plots/metrics/train/loss.tsv" in {str(p) for p in live_files}
+
+
+def test_changed_boxes_or_images_train_afresh(own_manifest, tmp_path):
+    from pipeline.boxes import write_boxes
+    samples = load_samples(own_manifest)
+    boxes = tmp_path / "boxes.csv"
+    write_boxes(boxes, {s.key: (s.box, "landmarks") for s in samples})
+    _, first = _stage_run(tmp_path, own_manifest, epochs=1, boxes=str(boxes))
+    # the relabel stage puts other boxes on the same manifest
+    write_boxes(boxes, {s.key: ((2.0, 2.0, 46.0, 46.0), "haar") for s in samples})
+    log, moved = _stage_run(tmp_path, own_manifest, epochs=1, boxes=str(boxes))
+    assert "training afresh" in log and "inputs" in log and not _same(first, moved)
+    # an image replaced under an unchanged manifest
+    trained_on = holdout_split(samples, 0.25, "key")[0][0]
+    cv2.imwrite(trained_on.image, np.zeros((48, 48, 3), np.uint8))
+    log, replaced = _stage_run(tmp_path, own_manifest, epochs=1, boxes=str(boxes))
+    assert "training afresh" in log and not _same(moved, replaced)
+
+
+def test_fewer_epochs_train_afresh_more_epochs_continue_exactly(own_manifest, tmp_path):
+    _, two = _stage_run(tmp_path / "a", own_manifest, epochs=2)
+    _, one = _stage_run(tmp_path / "b", own_manifest, epochs=1)
+    log, lowered = _stage_run(tmp_path / "a", own_manifest, "train_teacher.epochs=1", epochs=2)
+    assert "trained 2 epochs, 1 asked; training afresh" in log and _same(lowered, one)
+    log, raised = _stage_run(tmp_path / "b", own_manifest, "train_teacher.epochs=2", epochs=1)
+    assert "resuming" in log and "epoch 1" in log and _same(raised, two)
+
+
+def test_truncated_training_state_is_a_clear_error(own_manifest, tmp_path):
+    from test_cli import run_cli
+    _stage_run(tmp_path, own_manifest, epochs=1)
+    last = tmp_path / "out" / "state" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    (tmp_path / "out" / "teacher.pt").unlink()
+    result = run_cli("run-stage", "train-teacher", "--params", str(tmp_path / "params.yaml"))
+    assert result.exit_code == 1, result.output
+    assert f"{last}: unreadable training state" in result.output and "delete it" in result.output
+    (tmp_path / "out" / "grid.png").unlink()
+    result = run_cli("run-stage", "train-teacher", "--params", str(tmp_path / "params.yaml"))
+    assert result.exit_code == 1 and not (tmp_path / "out" / "teacher.pt").exists()
+    assert not (tmp_path / "out" / "grid.png").exists()  # nothing is written before the check
