@@ -25,7 +25,7 @@ from pipeline.config import DEFAULT_PARAMS, ConfigError, NonEmpty, NonNegative, 
 from pipeline.data import PoseDataset, load_samples
 from pipeline.distributed import check_device, pick_device
 from pipeline.ensemble import num_windows
-from pipeline.manifest import atomic_write_bytes, poses_array, write_json
+from pipeline.manifest import atomic_write_bytes, file_sha256, poses_array, write_json
 from pipeline.metrics import mae_summary, predict_dataset
 from pipeline.model import load_checkpoint
 from pipeline.pose import ANGLE_NAMES
@@ -79,6 +79,20 @@ def predictions_csv(keys, datasets, rows: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue().encode()
 
 
+def check_provenance(cfg: EvaluateConfig, teacher_meta: dict, student_metas: dict[Path, dict]) -> None:
+    """Refuse to report models trained on another manifest, or students of another teacher
+    (a stage run by hand after its inputs moved on); the error names the checkpoint."""
+    manifest_sha, teacher_sha = file_sha256(cfg.manifest), file_sha256(cfg.teacher)
+    for path, meta in {cfg.teacher: teacher_meta, **student_metas}.items():
+        if meta.get("manifest_sha256") != manifest_sha:
+            raise ConfigError(f"{path}: trained on another manifest than {cfg.manifest} "
+                              "(stale checkpoint: re-run its training stage)")
+    for path, meta in student_metas.items():
+        if meta.get("teacher_cache", {}).get("teacher_sha256") != teacher_sha:
+            raise ConfigError(f"{path}: distilled from another teacher than {cfg.teacher} "
+                              "(stale student: re-run ensemble-labels and distill)")
+
+
 @torch.no_grad()
 def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[str, Path]) -> tuple[dict, bytes]:
     """(metrics dict, predictions CSV bytes) for Base, Ensemble and the students."""
@@ -87,7 +101,9 @@ def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[str, Path]
     if not samples:
         raise ConfigError(f"{cfg.manifest}: no test samples" + (f" of {list(cfg.datasets)}" if cfg.datasets else ""))
     device = pick_device(cfg.device)
-    teacher, _ = load_checkpoint(cfg.teacher, map_location=device)
+    teacher, teacher_meta = load_checkpoint(cfg.teacher, map_location=device)
+    loaded = {backbone: load_checkpoint(path, map_location=device) for backbone, path in students.items()}
+    check_provenance(cfg, teacher_meta, {students[b]: meta for b, (_, meta) in loaded.items()})
     rows = {}
     preds, _ = predict_dataset(teacher, PoseDataset(samples, teacher.input_size), cfg.batch_size, device,
                                cfg.num_workers)
@@ -95,8 +111,7 @@ def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[str, Path]
     rows["Ensemble"] = ensemble_predictions(teacher, samples, [(s, p)], max(1, cfg.batch_size // 8),
                                             cfg.num_workers, device, cfg.max_windows,
                                             desc=f"ensemble A={num_windows(s, p)}")[(s, p)]
-    for backbone, path in students.items():
-        student, _ = load_checkpoint(path, map_location=device)
+    for backbone, (student, _) in loaded.items():
         preds, _ = predict_dataset(student, PoseDataset(samples, student.input_size), cfg.batch_size, device,
                                    cfg.num_workers)
         rows[f"KD-{backbone}"] = preds[student.prediction_head]

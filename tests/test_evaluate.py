@@ -79,3 +79,19 @@ def test_bad_device_is_a_config_error(project):
     from pipeline.config import ConfigError
     with pytest.raises(ConfigError, match="evaluate: device must be auto, cpu or cuda, got 'gpu'"):
         evaluate_stage.run(root / "params.yaml", ["evaluate.device=gpu"])
+
+
+def test_stale_teacher_or_student_is_refused_before_any_compute(tmp_path, monkeypatch):
+    from pipeline.config import ConfigError
+    from pipeline.manifest import write_manifest
+    samples = make_kd_project(tmp_path)
+    distill_stage.run(tmp_path / "params.yaml", [], item="resnet18")
+    monkeypatch.setattr("stages.evaluate.predict_dataset", lambda *a, **k: pytest.fail("computed"))
+    # another teacher checkpoint: the student was distilled from the first one's cache
+    torch.save(torch.load(tmp_path / "teacher.pt", weights_only=True) | {"note": "retrained"},
+               tmp_path / "teacher2.pt")
+    with pytest.raises(ConfigError, match=r"resnet18.pt: distilled from another teacher"):
+        evaluate_stage.run(tmp_path / "params.yaml", [f"evaluate.teacher={tmp_path / 'teacher2.pt'}"])
+    write_manifest(tmp_path / "manifest.csv", samples[:-1])  # prepare ran again, nothing else did
+    with pytest.raises(ConfigError, match=r"teacher.pt: trained on another manifest"):
+        evaluate_stage.run(tmp_path / "params.yaml", [])
