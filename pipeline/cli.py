@@ -53,6 +53,19 @@ def run_stage(
         raise typer.Exit(1)
 
 
+@app.command("dvc-deps")
+def dvc_deps(check: bool = typer.Option(False, "--check", help="only report; exit 1 if dvc.yaml is out of date")):
+    """Write each stage's code deps into dvc.yaml from the import graph of its entry point."""
+    from .dvc_deps import sync_dvc_yaml
+
+    problems = sync_dvc_yaml(write=not check)
+    for stage, files in problems.items():
+        typer.echo(f"{stage}: {'differs in' if check else 'updated:'} {', '.join(files)}")
+    if check and problems:
+        typer.echo("dvc.yaml code deps are out of date: run `pipeline dvc-deps`", err=True)
+        raise typer.Exit(1)
+
+
 def main():
     for mod in _COMMAND_MODULES:
         importlib.import_module(mod)
