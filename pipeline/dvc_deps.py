@@ -13,6 +13,8 @@ import ast
 from pathlib import Path
 from typing import Iterable
 
+from .project import stage_files
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipeline", "stages")
 
@@ -67,8 +69,7 @@ def code_deps(entry: Path) -> list[str]:
 
 
 def stage_entry(stage: str) -> Path:
-    from stages import STAGES  # the name -> module table only; no stage module is imported
-    return ROOT / "stages" / f"{STAGES[stage]}.py"
+    return stage_files(ROOT)[stage]
 
 
 def _is_code(dep: str) -> bool:

@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import typer
 
 from . import bins
-from .cache import CacheError, open_cache
-from .cli import app
+from .cache import open_cache
 from .manifest import ManifestError, atomic_write_bytes, read_manifest
 from .pose import ANGLE_NAMES
 
@@ -45,54 +43,41 @@ def plot_distributions(png: Path, key: str, probs: np.ndarray, bin_size: int,
     atomic_write_bytes(png, buf.getvalue())
 
 
-@app.command("inspect-cache")
-def inspect_cache(
-    path: Path = typer.Argument(..., help="teacher cache, e.g. cache/teacher-labels.h5"),
-    key: Optional[str] = typer.Option(None, "--key", help="sample key to show"),
-    png: Optional[Path] = typer.Option(None, "--png", help="write the key's distributions here"),
-    manifest: Path = typer.Option(Path("data/manifest.csv"), "--manifest",
-                                  help="manifest with the ground truth"),
-    verify: bool = typer.Option(False, "--verify", help="read every row: checksums, distributions, "
-                                "finite angles and boxes (exit 1 if the file is damaged)"),
-):
-    """Schema, provenance and size of a teacher cache; one sample's distributions."""
-    try:
-        cache = open_cache(path)
-        if verify:
-            cache.verify()
-    except CacheError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1)
+def inspect_cache(path: Path, key: Optional[str] = None, png: Optional[Path] = None,
+                  manifest: Path = Path("data/manifest.csv"), verify: bool = False) -> list[str]:
+    """Lines describing a cache (schema, provenance, size); with ``verify``, every row is
+    checked first; with ``key``, the teacher's angles beside the manifest's ground truth and,
+    with ``png``, its distributions drawn. Raises CacheError for a bad file or key."""
+    cache = open_cache(path)
+    if verify:
+        cache.verify()
     meta = cache.meta
     n = len(cache)
-    size = path.stat().st_size
-    typer.echo(f"{path}: schema {meta.schema_version}, {n} samples, {size / max(n, 1):.0f} bytes/image "
-               f"(b1 head: {3 * bins.num_bins(1) * 2} bytes/image as float16)")
-    typer.echo(f"  ensemble s={meta.s} p={meta.p} A={meta.A}, input {meta.input_size[0]}x"
-               f"{meta.input_size[1]}, heads {[bins.head_name(b) for b in meta.bin_sizes]}")
-    typer.echo(f"  teacher sha256 {meta.teacher_sha256}\n  manifest sha256 {meta.manifest_sha256}\n"
-               f"  samples sha256 {meta.samples_sha256}; precision {meta.precision}")
+    size = Path(path).stat().st_size
+    lines = [f"{path}: schema {meta.schema_version}, {n} samples, {size / max(n, 1):.0f} bytes/image "
+             f"(b1 head: {3 * bins.num_bins(1) * 2} bytes/image as float16)",
+             f"  ensemble s={meta.s} p={meta.p} A={meta.A}, input {meta.input_size[0]}x"
+             f"{meta.input_size[1]}, heads {[bins.head_name(b) for b in meta.bin_sizes]}",
+             f"  teacher sha256 {meta.teacher_sha256}", f"  manifest sha256 {meta.manifest_sha256}",
+             f"  samples sha256 {meta.samples_sha256}; precision {meta.precision}",
+             f"  angles {meta.angle_order}; convention {meta.convention}; code {meta.code_version}"]
     if verify:
-        typer.echo(f"  verified: {n} rows of {len(meta.bin_sizes)} heads, checksums and distributions")
-    typer.echo(f"  angles {meta.angle_order}; convention {meta.convention}; code {meta.code_version}")
+        lines.append(f"  verified: {n} rows of {len(meta.bin_sizes)} heads, checksums and distributions")
     if key is None:
-        return
-    try:
-        expected = cache.expected(key)
-        b = meta.expected_bin_size
-        probs = cache.probs(key, b)
-    except CacheError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1)
+        return lines
+    expected = cache.expected(key)
+    b = meta.expected_bin_size
+    probs = cache.probs(key, b)
     truth = None
     try:
         match = [s for s in read_manifest(manifest) if s.key == key]
         truth = np.array(match[0].pose) if match else None
     except ManifestError as exc:
-        typer.echo(f"  (no ground truth: {exc})")
+        lines.append(f"  (no ground truth: {exc})")
     for a, name in enumerate(ANGLE_NAMES):
         gt = f", truth {truth[a]:7.2f}" if truth is not None else ""
-        typer.echo(f"  {name:5s} teacher {expected[a]:7.2f}{gt}")
+        lines.append(f"  {name:5s} teacher {expected[a]:7.2f}{gt}")
     if png is not None:
         plot_distributions(png, key, probs, b, expected, truth)
-        typer.echo(f"  wrote {png}")
+        lines.append(f"  wrote {png}")
+    return lines

@@ -285,8 +285,6 @@ def project(tmp_path, monkeypatch):
 
 
 def run_stage(*args):
-    for module in cli._COMMAND_MODULES:   # the whole `pipeline` app, as `main()` builds it
-        __import__(module)
     return CliRunner().invoke(cli.app, ["run-stage", *args])
 
 

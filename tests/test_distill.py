@@ -216,7 +216,7 @@ def test_stage_names_a_stale_or_foreign_cache(tmp_path):
 def test_kd_rotation_measurement_reproduces_the_cache_at_zero(tmp_path):
     from pipeline.ensemble import receptive_field
     from pipeline.image import load_rgb
-    from pipeline.kd_rotation import measure, rotated_field
+    from pipeline.benchmarks.kd_rotation import measure, rotated_field
     from pipeline.model import load_checkpoint
     from stages import ensemble_labels
 

@@ -116,6 +116,7 @@ def test_killed_job_resumes_to_identical_bytes(tmp_path):
     script = tmp_path / "slow.py"
     script.write_text(SLOW_LABELER)
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "params.yaml")], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},  # stages/ is not installed
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = tmp_path / "cache.h5.parts"
     deadline = time.time() + 60
@@ -131,23 +132,14 @@ def test_killed_job_resumes_to_identical_bytes(tmp_path):
     assert _sha(tmp_path / "cache.h5") == _sha(tmp_path / "ref.h5")
 
 
-TORCHRUN_LABELER = textwrap.dedent("""
-    import sys, torch
-    torch.set_num_threads(1)
-    from stages import ensemble_labels
-    ensemble_labels.run(sys.argv[1], sys.argv[2:])
-""")
-
-
 def test_two_gloo_ranks_merge_to_the_single_process_bytes(tmp_path):
     make_project(tmp_path, n_train=7, n_test=0)
     ensemble_labels.run(tmp_path / "params.yaml", ["ensemble_labels.out=" + str(tmp_path / "one.h5")])
-    script = tmp_path / "ranked.py"
-    script.write_text(TORCHRUN_LABELER)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                             "--nproc-per-node", "2", str(script), str(tmp_path / "params.yaml"),
-                             "ensemble_labels.out=" + str(tmp_path / "two.h5")],
+                             "--nproc-per-node", "2", "-m", "pipeline", "run-stage", "ensemble-labels",
+                             "--params", str(tmp_path / "params.yaml"),
+                             "--set", "ensemble_labels.out=" + str(tmp_path / "two.h5")],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert _sha(tmp_path / "two.h5") == _sha(tmp_path / "one.h5")
@@ -181,7 +173,6 @@ def test_grid_stage_tables_and_heatmap(tmp_path):
 def test_inspect_cache_prints_and_draws(tmp_path):
     from typer.testing import CliRunner
     from pipeline.cli import app
-    import pipeline.inspect_cache  # noqa: F401  registers the command
     samples, _ = make_project(tmp_path, n_train=2, n_test=0)
     ensemble_labels.run(tmp_path / "params.yaml", [])
     key = samples[0].key

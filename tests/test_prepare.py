@@ -12,7 +12,7 @@ from pipeline import pose as posemod
 from pipeline.config import ConfigError
 from pipeline.datasets import DatasetError
 from pipeline.manifest import file_sha256, read_manifest
-from stages import get_stage
+from pipeline.project import load_stage as get_stage
 from fixtures_formats import face_landmarks, write_3ddfa, write_biwi_frame, write_box_json
 
 
@@ -117,8 +117,6 @@ def _run_stage(*args):
     from typer.testing import CliRunner
     from pipeline import cli
 
-    for module in cli._COMMAND_MODULES:
-        importlib.import_module(module)
     return CliRunner().invoke(cli.app, ["run-stage", *args])
 
 

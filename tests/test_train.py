@@ -179,10 +179,8 @@ def test_ddp_two_processes_match_one(manifest, tmp_path):
         if procs == 1:
             runs[procs] = train_teacher.run(params)["val"]["mae"]
             continue
-        script = tmp_path / "run_stage.py"
-        script.write_text(f"from stages import train_teacher\ntrain_teacher.run({str(params)!r})\n")
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
-               str(script)]
+               "-m", "pipeline", "run-stage", "train-teacher", "--params", str(params)]
         done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
                               text=True, timeout=240)
         assert done.returncode == 0, done.stderr[-3000:]

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
-from ..bench_cli import bench_app
 from . import distill as distill_bench
 from . import labeling as labeling_bench
 from . import train as train_bench
@@ -44,12 +41,9 @@ def rows(params: Path, steps: int) -> list[tuple[str, float, str, bool]]:
     ]
 
 
-@bench_app.command("all")
-def bench_all(params: Path = typer.Option(Path("params.yaml"), help="params file of a finished `dvc repro`"),
-              steps: int = typer.Option(20, help="timed training steps per training benchmark")):
-    """Every benchmark side by side; one table of measured ratios against the targets."""
-    table = rows(params, steps)
+def report(table: list[tuple[str, float, str, bool]]) -> str:
     width = max(len(name) for name, *_ in table)
-    typer.echo(f"{'measure':<{width}}  {'value':>10}  {'target':>8}  met")
-    for name, value, target, met in table:
-        typer.echo(f"{name:<{width}}  {value:>10.4g}  {target:>8}  {'yes' if met else 'NO'}")
+    lines = [f"{'measure':<{width}}  {'value':>10}  {'target':>8}  met"]
+    lines += [f"{name:<{width}}  {value:>10.4g}  {target:>8}  {'yes' if met else 'NO'}"
+              for name, value, target, met in table]
+    return "\n".join(lines)

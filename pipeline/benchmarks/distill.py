@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import typer
 
-from ..bench_cli import bench_app
-from ..config import stage_config
+from ..config import ConfigError, stage_config
 from ..data import PoseDataset, load_samples
 from ..distill import DistillDataset, open_student_cache
 from ..ensemble import ensemble_distributions, num_windows
 from ..image import load_rgb, to_tensor
-from ..kd_rotation import rotated_field
+from .kd_rotation import rotated_field
 from ..losses import distillation_loss, teacher_loss
 from ..manifest import file_sha256
 from ..model import build_model, checkpoint_meta, load_checkpoint
@@ -72,7 +70,7 @@ def run(params: Path = Path("params.yaml"), steps: int = 20, online_steps: int =
 
     cfg = stage_config("distill", DistillConfig, params)
     if cfg.teacher is None:
-        raise typer.BadParameter("distill.teacher must name the teacher checkpoint", param_hint="params")
+        raise ConfigError(f"{params}: distill.teacher must name the teacher checkpoint")
     if threads:
         torch.set_num_threads(threads)
     workers = cfg.workers if workers is None else workers
@@ -100,23 +98,11 @@ def run(params: Path = Path("params.yaml"), steps: int = 20, online_steps: int =
             "a_over_b": a / b if b else float("nan"), "a_over_c": a / c if c else float("nan")}
 
 
-@bench_app.command("distill")
-def distill(params: Path = typer.Option(Path("params.yaml"), help="params file (distill block)"),
-            steps: int = typer.Option(20, help="timed steps for (a) and (b), plus one warm-up step"),
-            online_steps: int = typer.Option(4, help="timed steps for (c), plus one warm-up step"),
-            workers: Optional[int] = typer.Option(None, help="DataLoader workers; default: the config's"),
-            threads: int = typer.Option(0, help="torch threads; 0 = default"),
-            online_s: Optional[int] = typer.Option(None, help="stride s of (c); default the cache's"),
-            online_p: Optional[int] = typer.Option(None, help="padding p of (c); default the cache's")):
-    """Student training images/s: cache vs hard labels vs the teacher ensemble run online."""
-    if (online_s is None) != (online_p is None):
-        raise typer.BadParameter("give both --online-s and --online-p, or neither")
-    r = run(params, steps, online_steps, workers, threads,
-            (online_s, online_p) if online_s is not None else None)
-    typer.echo(f"student {r['student']} @ {r['input_size']} px, teacher {r['teacher']} @ {r['teacher_input_size']} px, "
-               f"online A = {r['A']} (s={r['s']}, p={r['p']}; cache A = {r['cache_A']}), batch {r['batch_size']}, {r['workers']} workers, "
-               f"{r['threads']} torch threads")
-    for name, t in r["runs"].items():
-        typer.echo(f"  {name}: {t['images_per_s']:.1f} img/s ({t['images']} images, "
-                   f"data wait {100 * t['data_wait_share']:.1f}%)")
-    typer.echo(f"  a/b = {r['a_over_b']:.3f} (target >= 0.95), a/c = {r['a_over_c']:.1f}x (target >= 10x)")
+def report(r: dict) -> str:
+    lines = [f"student {r['student']} @ {r['input_size']} px, teacher {r['teacher']} @ {r['teacher_input_size']} px, "
+             f"online A = {r['A']} (s={r['s']}, p={r['p']}; cache A = {r['cache_A']}), batch {r['batch_size']}, "
+             f"{r['workers']} workers, {r['threads']} torch threads"]
+    lines += [f"  {name}: {t['images_per_s']:.1f} img/s ({t['images']} images, "
+              f"data wait {100 * t['data_wait_share']:.1f}%)" for name, t in r["runs"].items()]
+    lines.append(f"  a/b = {r['a_over_b']:.3f} (target >= 0.95), a/c = {r['a_over_c']:.1f}x (target >= 10x)")
+    return "\n".join(lines)

@@ -16,10 +16,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-import typer
 
 from .. import bins
-from ..bench_cli import bench_app
 from ..cache import CacheMeta, write_cache
 from ..ensemble import ensemble_distributions, num_windows, receptive_field, windows
 from ..image import crop_box, to_tensor
@@ -131,26 +129,17 @@ def run(images: int = 8, size: int = 64, s: int = 5, p: int = 10, backbone: str 
             "kl_fp16_model": kl_fp16(b1), "kl_fp16_peaked_sigma2": kl_fp16(peaked(256, 2.0, seed))}
 
 
-@bench_app.command("labeling")
-def labeling(images: int = typer.Option(8), size: int = typer.Option(64), s: int = typer.Option(5),
-             p: int = typer.Option(10), backbone: str = typer.Option("resnet18"),
-             naive_batch: int = typer.Option(1, help="windows per naive forward; 0 = all A of an image"),
-             max_windows: int = typer.Option(256), device: str = typer.Option("cpu"),
-             amp: bool = typer.Option(False, help="bf16 autocast + channels_last (CUDA only)"),
-             repeats: int = typer.Option(2), threads: int = typer.Option(0, help="torch threads; 0 = default")):
-    """Naive crops vs Z + strided views vs pure forward; cache bytes and fp16 KL."""
-    if threads:
-        torch.set_num_threads(threads)
-    r = run(images, size, s, p, backbone, naive_batch, max_windows, device, amp, repeats)
-    typer.echo(f"{r['images']} images x A={r['A']} windows, {r['backbone']} at {r['size']} px on "
-               f"{r['device']} (amp={r['amp']}), naive batch {r['naive_batch']}")
-    typer.echo(f"  (a) naive        {r['naive_s']:.3f} s")
-    typer.echo(f"  (b) project      {r['project_s']:.3f} s  ({r['images_per_s']:.1f} images/s)")
-    typer.echo(f"  (c) pure forward {r['pure_forward_s']:.3f} s")
-    typer.echo(f"  a/b = {r['a_over_b']:.2f}x (target >= 5x); b/c - 1 = {100 * r['b_over_c_minus_1']:.1f}% "
-               f"(target <= 10%); max |a - b| = {r['max_abs_diff_naive_vs_project']:.1e}")
-    typer.echo(f"  b1 bytes/image {r['b1_bytes_per_image']:.0f} (target <= 2048); whole file "
-               f"{r['file_bytes_per_image']:.0f} bytes/image (all heads)")
-    typer.echo(f"  KL(fp32||fp16) mean/max: model {r['kl_fp16_model'][0]:.1e}/{r['kl_fp16_model'][1]:.1e}, "
-               f"peaked sigma=2deg {r['kl_fp16_peaked_sigma2'][0]:.1e}/{r['kl_fp16_peaked_sigma2'][1]:.1e} "
-               "nats (target <= 1e-4)")
+def report(r: dict) -> str:
+    return "\n".join([
+        f"{r['images']} images x A={r['A']} windows, {r['backbone']} at {r['size']} px on "
+        f"{r['device']} (amp={r['amp']}), naive batch {r['naive_batch']}",
+        f"  (a) naive        {r['naive_s']:.3f} s",
+        f"  (b) project      {r['project_s']:.3f} s  ({r['images_per_s']:.1f} images/s)",
+        f"  (c) pure forward {r['pure_forward_s']:.3f} s",
+        f"  a/b = {r['a_over_b']:.2f}x (target >= 5x); b/c - 1 = {100 * r['b_over_c_minus_1']:.1f}% "
+        f"(target <= 10%); max |a - b| = {r['max_abs_diff_naive_vs_project']:.1e}",
+        f"  b1 bytes/image {r['b1_bytes_per_image']:.0f} (target <= 2048); whole file "
+        f"{r['file_bytes_per_image']:.0f} bytes/image (all heads)",
+        f"  KL(fp32||fp16) mean/max: model {r['kl_fp16_model'][0]:.1e}/{r['kl_fp16_model'][1]:.1e}, "
+        f"peaked sigma=2deg {r['kl_fp16_peaked_sigma2'][0]:.1e}/{r['kl_fp16_peaked_sigma2'][1]:.1e} "
+        "nats (target <= 1e-4)"])

@@ -13,9 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import typer
 
-from ..bench_cli import bench_app
 from ..config import stage_config
 from ..data import PoseDataset, load_samples
 from ..losses import teacher_loss
@@ -45,16 +43,10 @@ def run(params: Path = Path("params.yaml"), steps: int = 20, workers: Optional[i
             "threads": torch.get_num_threads(), "runs": results}
 
 
-@bench_app.command("train")
-def train(params: Path = typer.Option(Path("params.yaml"), help="params file (train_teacher block)"),
-          steps: int = typer.Option(20, help="timed training steps (plus one warm-up step)"),
-          workers: Optional[int] = typer.Option(None, help="DataLoader workers; default: the config's"),
-          threads: int = typer.Option(0, help="torch threads; 0 = default")):
-    """Images/s of train-teacher and the share of step time spent waiting for data."""
-    result = run(params, steps, workers, threads)
-    typer.echo(f"{result['backbone']} @ {result['input_size']} px, batch {result['batch_size']}, "
-               f"{result['threads']} torch threads")
-    for name, t in result["runs"].items():
-        typer.echo(f"  {name}: {t['images_per_s']:.1f} img/s, data wait {100 * t['data_wait_share']:.1f}% "
-                   f"of step time ({t['data_wait_s']:.2f} s wait, {t['compute_s']:.2f} s compute, "
-                   f"{t['images']} images)")
+def report(result: dict) -> str:
+    lines = [f"{result['backbone']} @ {result['input_size']} px, batch {result['batch_size']}, "
+             f"{result['threads']} torch threads"]
+    lines += [f"  {name}: {t['images_per_s']:.1f} img/s, data wait {100 * t['data_wait_share']:.1f}% "
+              f"of step time ({t['data_wait_s']:.2f} s wait, {t['compute_s']:.2f} s compute, "
+              f"{t['images']} images)" for name, t in result["runs"].items()]
+    return "\n".join(lines)

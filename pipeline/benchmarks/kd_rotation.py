@@ -18,16 +18,14 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import typer
 from tqdm import tqdm
 
-from . import bins
-from .bench_cli import bench_app
-from .cache import TeacherCache
-from .ensemble import ensemble_distributions
-from .image import crop_box, load_rgb, to_tensor_batch
-from .manifest import Sample
-from .distill import teacher_target
+from .. import bins
+from ..cache import TeacherCache
+from ..distill import teacher_target
+from ..ensemble import ensemble_distributions
+from ..image import crop_box, load_rgb, to_tensor_batch
+from ..manifest import Sample
 
 KL_FLOOR = 1e-6  # targets are floored here before KL: a float16 zero must not give infinity
 
@@ -88,28 +86,22 @@ def table(rows: list[dict], s: int, p: int) -> str:
     return "\n".join(out)
 
 
-@bench_app.command("kd-rotation")
-def kd_rotation(params: Path = typer.Option(Path("params.yaml"), help="params file (distill block)"),
-                samples: int = typer.Option(48, help="training samples measured (evenly spaced over the cache)"),
-                magnitudes: str = typer.Option("0,5,10,15,30", help="rotation magnitudes in degrees"),
-                threads: int = typer.Option(0, help="torch threads; 0 = default")):
-    """KL between the teacher on rotated/flipped crops and the cached target, per rule."""
+def run(params: Path = Path("params.yaml"), samples: int = 48,
+        magnitudes: Sequence[float] = (0, 5, 10, 15, 30)) -> str:
+    """The table for ``samples`` training samples (evenly spaced) of the distill block's cache."""
     from stages.distill import DistillConfig  # the stage owns its config
-    from .config import stage_config
-    from .data import load_samples
-    from .distill import open_student_cache
-    from .manifest import file_sha256
-    from .model import load_checkpoint
+    from ..config import ConfigError, stage_config
+    from ..data import load_samples
+    from ..distill import open_student_cache
+    from ..manifest import file_sha256
+    from ..model import load_checkpoint
 
-    if threads:
-        torch.set_num_threads(threads)
     cfg = stage_config("distill", DistillConfig, params)
-    train = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)
     if cfg.teacher is None:
-        raise typer.BadParameter("distill.teacher must name the teacher checkpoint", param_hint="params")
+        raise ConfigError(f"{params}: distill.teacher must name the teacher checkpoint")
+    train = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)
     cache = open_student_cache(cfg.cache, train, file_sha256(cfg.manifest), file_sha256(cfg.teacher))
     picks = np.linspace(0, len(train) - 1, min(samples, len(train))).round().astype(int)
     teacher, _ = load_checkpoint(cfg.teacher)
-    rows = measure(teacher, cache, [train[i] for i in picks],
-                   [float(v) for v in magnitudes.split(",") if v.strip()])
-    typer.echo(table(rows, cache.meta.s, cache.meta.p))
+    rows = measure(teacher, cache, [train[i] for i in picks], list(magnitudes))
+    return table(rows, cache.meta.s, cache.meta.p)

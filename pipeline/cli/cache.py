@@ -1,0 +1,26 @@
+"""``pipeline inspect-cache``: what the teacher said, and whether the file is intact."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .app import app, exits_on_errors
+
+
+@app.command("inspect-cache")
+@exits_on_errors
+def inspect_cache(
+    path: Annotated[Path, typer.Argument(help="teacher cache, e.g. cache/teacher-labels.h5")],
+    key: Annotated[Optional[str], typer.Option("--key", help="sample key to show")] = None,
+    png: Annotated[Optional[Path], typer.Option("--png", help="write the key's distributions here")] = None,
+    manifest: Annotated[Path, typer.Option("--manifest", help="manifest with the ground truth")] = Path("data/manifest.csv"),
+    verify: Annotated[bool, typer.Option("--verify", help="read every row: checksums, distributions, finite "
+                                         "angles and boxes (exit 1 if the file is damaged)")] = False,
+):
+    """Schema, provenance and size of a teacher cache; one sample's distributions."""
+    from ..inspect_cache import inspect_cache as describe
+
+    for line in describe(path, key, png, manifest, verify):
+        typer.echo(line)

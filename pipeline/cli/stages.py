@@ -1,0 +1,55 @@
+"""``pipeline run-stage NAME`` (what every dvc.yaml cmd calls) and ``pipeline dvc-deps``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import enum
+
+import typer
+
+from ..project import ProjectError, project_root, stage_files
+from .app import app, exits_on_errors
+
+
+def _stage_names() -> list[str]:
+    try:
+        return list(stage_files(project_root()))
+    except ProjectError:
+        return []
+
+
+StageName = enum.Enum("StageName", {name: name for name in _stage_names()}, type=str)
+
+
+@app.command("run-stage")
+@exits_on_errors
+def run_stage(
+    name: Annotated[StageName, typer.Argument(show_default=False, help="DVC stage (dvc.yaml)")],
+    item: Annotated[Optional[str], typer.Argument(help="foreach item: the student backbone of distill")] = None,
+    params: Annotated[Path, typer.Option("--params", help="params file")] = Path("params.yaml"),
+    set_: Annotated[List[str], typer.Option("--set", help="override a param, e.g. --set train_teacher.lr=3e-4 "
+                                            "(keys: the stage's block in params.yaml)")] = [],
+):
+    """Run one DVC stage by name, as `dvc repro` does (stages/<name>.py of the project)."""
+    from ..project import load_stage
+
+    module = load_stage(name.value)
+    if item is None:
+        module.run(params, set_)
+    else:
+        module.run(params, set_, item=item)
+
+
+@app.command("dvc-deps")
+@exits_on_errors
+def dvc_deps(check: Annotated[bool, typer.Option("--check", help="only report; exit 1 if dvc.yaml is out of date")] = False):
+    """Write each stage's code deps into dvc.yaml from the import graph of its entry point."""
+    from ..dvc_deps import sync_dvc_yaml
+
+    problems = sync_dvc_yaml(write=not check)
+    for stage, files in problems.items():
+        typer.echo(f"{stage}: {'differs in' if check else 'updated:'} {', '.join(files)}")
+    if check and problems:
+        typer.echo("dvc.yaml code deps are out of date: run `pipeline dvc-deps`", err=True)
+        raise typer.Exit(1)
