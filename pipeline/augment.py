@@ -50,11 +50,6 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
 
-def warp_crop(image: np.ndarray, box, size: int, angle_ccw: float = 0.0, flip: bool = False) -> np.ndarray:
-    """size x size crop, rotated about the box centre then mirrored: :func:`pipeline.image.crop_box`."""
-    return crop_box(image, box, size, size, angle_ccw=angle_ccw, flip=flip)
-
-
 def pose_preserving_chain(cfg: AugmentConfig) -> Optional[A.Compose]:
     """The Albumentations part of section 4.3, in the paper's order (None if all off)."""
     steps = []
@@ -98,7 +93,7 @@ class Augmenter:
     def apply(self, image: np.ndarray, box, pose, rng: np.random.Generator) -> Augmented:
         flip = bool(self.cfg.flip and rng.random() < 0.5)
         angle = float(rng.uniform(-self.cfg.rotate, self.cfg.rotate)) if self.cfg.rotate > 0 else 0.0
-        crop = warp_crop(image, box, self.size, angle, flip)
+        crop = crop_box(image, box, self.size, self.size, angle_ccw=angle, flip=flip)
         new_pose = np.asarray(pose, dtype=np.float64)
         if angle:
             new_pose = rotate_pose_in_plane(new_pose, angle)
@@ -118,7 +113,7 @@ def augmentation_grid(samples: Sequence[Sample], cfg: AugmentConfig, size: int, 
     cells = []
     for index, sample in enumerate(samples):
         image = load_rgb(sample.image)
-        plain = warp_crop(image, sample.box, size)
+        plain = crop_box(image, sample.box, size, size)
         views = [(plain, sample.pose)]
         views += [augmenter(image, sample.box, sample.pose, sample_rng(seed, epoch, index))
                   for epoch in range(per_sample)]

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .augment import AugmentConfig, Augmented, Augmenter, sample_rng, warp_crop
+from .augment import AugmentConfig, Augmented, Augmenter, sample_rng
 from .boxes import apply_boxes, read_boxes
-from .image import check_box, load_rgb, to_tensor
+from .image import check_box, crop_box, load_rgb, to_tensor
 from .files import file_sha256
 from .manifest import ManifestError, Sample, read_manifest
 
@@ -102,7 +102,7 @@ class PoseDataset(Dataset):
         image = load_rgb(sample.image)
         box = check_box(sample.box, image.shape[1], image.shape[0], where=f"{sample.key} ({sample.image})")
         if self.augmenter is None:
-            return index, Augmented(warp_crop(image, box, self.size), np.asarray(sample.pose), False, 0.0)
+            return index, Augmented(crop_box(image, box, self.size, self.size), np.asarray(sample.pose), False, 0.0)
         return index, self.augmenter.apply(image, box, sample.pose, sample_rng(self.seed, epoch, index))
 
     def __getitem__(self, item) -> dict:

@@ -61,3 +61,9 @@ def barrier(ctx: DistContext) -> None:
 def teardown(ctx: DistContext) -> None:
     if ctx.world_size > 1 and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously): before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -59,11 +59,6 @@ def input_hw(input_size) -> tuple[int, int]:
     return int(input_size), int(input_size)
 
 
-def receptive_field(image: np.ndarray, box, h: int, w: int, p: int) -> np.ndarray:
-    """Z: (h + 2p) x (w + 2p) x 3 uint8, the box scaled to h x w grown by p image pixels."""
-    return crop_box(image, box, h, w, pad=p)
-
-
 def windows(z: torch.Tensor, h: int, w: int, s: int) -> torch.Tensor:
     """Eq. 5 as views: (B, C, h + 2p, w + 2p) -> (B, n, n, C, h, w), n = 2p/s + 1, no copy.
 

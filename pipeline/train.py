@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from . import bins
 from .config import AtLeast, Fraction, NonNegative, Positive, PositiveFloat, check_fields
-from .distributed import DistContext, barrier, setup
+from .distributed import DistContext, barrier, setup, synchronize
 from .errors import PipelineError
 from .files import atomic_path, atomic_write_bytes
 from .metrics import mae_summary, predict_dataset
@@ -182,11 +182,6 @@ def _to_device(batch: dict, device: torch.device) -> dict:
             for k, v in batch.items()}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def fit(model: HeadPoseNet, loss_fn: LossFn, train_set, val_set, settings: TrainSettings,
         state_dir: str | Path, best_path: str | Path, meta: dict, live_dir: Optional[str | Path] = None,
         ctx: Optional[DistContext] = None, on_step: Optional[Callable[[int], None]] = None,
@@ -264,7 +259,7 @@ def _train(model, loss_fn, train_set, val_set, settings, optimizer, state, save_
         tick = time.perf_counter()
         for batch in loader:
             batch = _to_device(batch, ctx.device)
-            _sync(ctx.device)
+            synchronize(ctx.device)
             got_data = time.perf_counter()
             outputs = net(batch["image"])
             loss, parts = loss_fn(outputs, batch)
@@ -272,7 +267,7 @@ def _train(model, loss_fn, train_set, val_set, settings, optimizer, state, save_
             loss.backward()
             optimizer.step()
             mae = float((bins.decode_logits(outputs[head].detach(), head_bin) - batch["pose"]).abs().mean())
-            _sync(ctx.device)
+            synchronize(ctx.device)
             done = time.perf_counter()
             if steps_this_call:  # the first step (worker start-up, allocations) is warm-up
                 timing["data_wait_s"] += got_data - tick

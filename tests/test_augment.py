@@ -2,8 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.augment import (AugmentConfig, Augmenter, augmentation_grid, pose_preserving_chain,
-                              sample_rng, warp_crop)
+from pipeline.augment import AugmentConfig, Augmenter, augmentation_grid, pose_preserving_chain, sample_rng
 from pipeline.image import crop_box, load_rgb
 from pipeline.manifest import Sample
 from pipeline.pose import flip_pose, rotate_pose_in_plane, rotation_from_pose
@@ -36,7 +35,7 @@ def diff(a, b):
 @pytest.mark.parametrize("angle,flip", [(12.0, False), (-14.0, False), (0.0, True), (10.0, True)])
 def test_warp_and_label_correction_agree(angle, flip):
     pose = np.array([20.0, 35.0, 10.0])
-    seen = warp_crop(render(pose), BOX, 64, angle, flip)
+    seen = crop_box(render(pose), BOX, 64, 64, angle_ccw=angle, flip=flip)
     label = rotate_pose_in_plane(pose, angle)
     label = flip_pose(label) if flip else label
     expected = crop_box(render(label), BOX, 64, 64)

@@ -11,12 +11,14 @@ from pipeline.data import samples_sha256
 from pipeline import bins
 from pipeline.augment import AugmentConfig
 from pipeline.cache import CacheError, CacheMeta, open_cache, write_cache
+from pipeline.config import stage_config
 from pipeline.distill import DistillDataset, open_student_cache, shift_distribution, teacher_target
 from pipeline.losses import distillation_loss
 from pipeline.manifest import Sample, file_sha256, write_manifest
 from pipeline.model import build_model, read_checkpoint
 from pipeline.pose import flip_pose, rotate_pose_in_plane
-from stages import distill as distill_stage
+from pipeline.project import load_stage
+from pipeline.student import DistillConfig, distill
 from fixtures_project import noise_samples, write_project
 
 torch.set_num_threads(1)
@@ -182,7 +184,7 @@ def test_student_cache_refuses_other_boxes(tmp_path):
 
 def test_stage_trains_a_one_head_student_with_cache_provenance(tmp_path):
     make_kd_project(tmp_path)
-    metrics = distill_stage.run(tmp_path / "params.yaml", [], item="resnet18")
+    metrics = load_stage("distill").run(tmp_path / "params.yaml", [], item="resnet18")
     data = read_checkpoint(tmp_path / "students" / "resnet18.pt")
     meta = data["meta"]
     assert meta["bin_sizes"] == [1] and meta["regression"] is False and meta["backbone"] == "resnet18"
@@ -200,32 +202,29 @@ def test_stage_names_a_stale_or_foreign_cache(tmp_path):
     params = tmp_path / "params.yaml"
     write_manifest(tmp_path / "manifest.csv", samples[:-1])  # the manifest moved on, the cache did not
     with pytest.raises(CacheError, match="manifest_sha256 mismatch"):
-        distill_stage.run(params, [], item="resnet18")
+        distill(stage_config("distill", DistillConfig, params), "resnet18")
     write_manifest(tmp_path / "manifest.csv", samples)
     torch.save({"model": build_model("resnet18", input_size=SIZE).state_dict(),
                 "meta": read_checkpoint(tmp_path / "teacher.pt")["meta"]}, tmp_path / "teacher2.pt")
     with pytest.raises(CacheError, match="teacher_sha256 mismatch"):
-        distill_stage.run(params, [f"distill.teacher={tmp_path / 'teacher2.pt'}"], item="resnet18")
+        distill(stage_config("distill", DistillConfig, params, [f"distill.teacher={tmp_path / 'teacher2.pt'}"]),
+                "resnet18")
     open_cache(tmp_path / "cache.h5")  # the cache itself is intact
     with pytest.raises(Exception, match="not in distill.students"):
-        distill_stage.run(params, [], item="resnet34")
+        distill(stage_config("distill", DistillConfig, params), "resnet34")
 
 
 # --- the rotation measurement ----------------------------------------------------------
 
 def test_kd_rotation_measurement_reproduces_the_cache_at_zero(tmp_path):
-    from pipeline.ensemble import receptive_field
-    from pipeline.image import load_rgb
-    from pipeline.benchmarks.kd_rotation import measure, rotated_field
+    from pipeline.benchmarks.kd_rotation import measure
+    from pipeline.labeling import EnsembleLabelsConfig, label_training_set
     from pipeline.model import load_checkpoint
-    from stages import ensemble_labels
 
     samples = make_kd_project(tmp_path, s=1, p=2)
-    ensemble_labels.run(tmp_path / "params.yaml", ["ensemble_labels.num_workers=0", "ensemble_labels.device=cpu"])
+    label_training_set(stage_config("ensemble_labels", EnsembleLabelsConfig, tmp_path / "params.yaml",
+                                    ["ensemble_labels.num_workers=0", "ensemble_labels.device=cpu"]))
     train = [x for x in samples if x.split == "train"]
-    image = load_rgb(train[0].image)
-    np.testing.assert_array_equal(rotated_field(image, train[0].box, SIZE, 2, 0.0, False),
-                                  receptive_field(image, train[0].box, SIZE, SIZE, 2))
     cache = open_student_cache(tmp_path / "cache.h5", train, file_sha256(tmp_path / "manifest.csv"))
     teacher, _ = load_checkpoint(tmp_path / "teacher.pt")
     rows = {r["view"]: r for r in measure(teacher, cache, train[:4], [0, 30], batch_size=3)}

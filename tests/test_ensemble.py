@@ -5,8 +5,7 @@ from torch import nn
 
 from pipeline import bins
 from pipeline.ensemble import (AUTOCAST_PROB_TOL, EnsembleError, autocast_difference,
-                               check_stride_padding, ensemble_distributions, num_windows,
-                               receptive_field, windows)
+                               check_stride_padding, ensemble_distributions, num_windows, windows)
 from pipeline.image import crop_box, to_tensor
 
 torch.set_num_threads(1)
@@ -82,7 +81,7 @@ def test_matches_reference_on_random_images(s, p):
         x1, y1 = rng.integers(0, 120, 2) / 8
         bw, bh = rng.choice([8, 16, 32], 2)
         boxes.append((x1, y1, x1 + bw, y1 + bh))
-    z = torch.stack([to_tensor(receptive_field(im, b, H, W, p)) for im, b in zip(images, boxes)])
+    z = torch.stack([to_tensor(crop_box(im, b, H, W, p)) for im, b in zip(images, boxes)])
     got = ensemble_distributions(model, z, s, p, model.bin_sizes, max_windows=7)
     for n, (im, box) in enumerate(zip(images, boxes)):
         ref = reference_ensemble(model, im, box, s, p)

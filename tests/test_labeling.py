@@ -17,11 +17,12 @@ import yaml
 from pipeline import bins
 from pipeline.boxes import write_boxes
 from pipeline.cache import Expect, open_cache
-from pipeline.ensemble import ensemble_distributions, receptive_field
-from pipeline.image import load_rgb, to_tensor
-from pipeline.labeling import LabelingError
+from pipeline.config import stage_config
+from pipeline.ensemble import ensemble_distributions
+from pipeline.image import crop_box, load_rgb, to_tensor
+from pipeline.labeling import EnsembleLabelsConfig, LabelingError, label_training_set
 from pipeline.manifest import file_sha256
-from stages import ensemble_labels
+from pipeline.project import load_stage
 from fixtures_project import noise_samples, write_project
 
 torch.set_num_threads(1)
@@ -40,20 +41,25 @@ def make_project(tmp_path, n_train=6, n_test=2, s=2, p=4):
     return samples, model
 
 
+def label(params, overrides=()):
+    """The ensemble-labels job on the ensemble_labels block of ``params``."""
+    return label_training_set(stage_config("ensemble_labels", EnsembleLabelsConfig, params, overrides))
+
+
 def _sha(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def test_stage_labels_training_samples(tmp_path):
     samples, model = make_project(tmp_path)
-    ensemble_labels.run(tmp_path / "params.yaml", [])
+    load_stage("ensemble-labels").run(tmp_path / "params.yaml", [])
     train = [s for s in samples if s.split == "train"]
     cache = open_cache(tmp_path / "cache.h5",
                        Expect(manifest_sha256=file_sha256(tmp_path / "manifest.csv"),
                               keys=[s.key for s in train], bin_sizes=(1, 2, 3, 4), s=2, p=4))
     assert cache.keys == [s.key for s in train]  # training samples only
     assert cache.meta.teacher_sha256 == file_sha256(tmp_path / "teacher.pt")
-    z = torch.stack([to_tensor(receptive_field(load_rgb(s.image), s.box, SIZE, SIZE, 4))
+    z = torch.stack([to_tensor(crop_box(load_rgb(s.image), s.box, SIZE, SIZE, 4))
                      for s in train[:2]])
     direct = ensemble_distributions(model, z, 2, 4, (1, 3))
     np.testing.assert_allclose(cache.probs(train[1].key, 1), direct["b1"][1].numpy(), atol=1e-3)
@@ -63,14 +69,14 @@ def test_stage_labels_training_samples(tmp_path):
 def test_stage_uses_relabel_boxes_and_refuses_bad_p(tmp_path):
     samples, _ = make_project(tmp_path, n_train=2, n_test=0)
     write_boxes(tmp_path / "boxes.csv", {s.key: ((4.0, 5.0, 30.0, 33.0), "haar") for s in samples})
-    ensemble_labels.run(tmp_path / "params.yaml", [f"ensemble_labels.boxes={tmp_path / 'boxes.csv'}"])
+    label(tmp_path / "params.yaml", [f"ensemble_labels.boxes={tmp_path / 'boxes.csv'}"])
     np.testing.assert_array_equal(open_cache(tmp_path / "cache.h5").box(samples[0].key),
                                   [4.0, 5.0, 30.0, 33.0])
     from pipeline.config import ConfigError
     with pytest.raises(ConfigError, match="multiple of the stride"):
-        ensemble_labels.run(tmp_path / "params.yaml", ["ensemble_labels.p=3"])
+        label(tmp_path / "params.yaml", ["ensemble_labels.p=3"])
     with pytest.raises(ConfigError, match="ensemble_labels: device must be auto, cpu or cuda, got 'cuda:1'"):
-        ensemble_labels.run(tmp_path / "params.yaml", ["ensemble_labels.device=cuda:1"])
+        label(tmp_path / "params.yaml", ["ensemble_labels.device=cuda:1"])
 
 
 def test_missing_image_is_named_before_labelling(tmp_path):
@@ -78,7 +84,7 @@ def test_missing_image_is_named_before_labelling(tmp_path):
     samples, _ = make_project(tmp_path, n_train=3, n_test=0)
     Path(samples[2].image).unlink()
     with pytest.raises(ManifestError, match=r"SYN/002: image file .*2\.png not found"):
-        ensemble_labels.run(tmp_path / "params.yaml", [])
+        label(tmp_path / "params.yaml")
     assert not (tmp_path / "cache.h5").exists()
 
 
@@ -86,16 +92,16 @@ def test_unreadable_image_is_a_clear_error_not_a_worker_crash(tmp_path):
     samples, _ = make_project(tmp_path, n_train=3, n_test=0)
     Path(samples[1].image).write_bytes(b"not a png")
     with pytest.raises(LabelingError, match=r"SYN/001: .*1\.png: not a readable image"):
-        ensemble_labels.run(tmp_path / "params.yaml", ["ensemble_labels.num_workers=1"])
+        label(tmp_path / "params.yaml", ["ensemble_labels.num_workers=1"])
     assert not (tmp_path / "cache.h5").exists()
 
 
 SLOW_LABELER = textwrap.dedent("""
     import sys, time, torch
     torch.set_num_threads(1)
-    from stages import ensemble_labels
-    from pipeline import model as model_module
-    load = model_module.load_checkpoint
+    from pipeline import labeling
+    from pipeline.config import stage_config
+    load = labeling.load_checkpoint
 
     def slow_load(path, map_location="cpu"):
         model, meta = load(path, map_location)
@@ -105,18 +111,17 @@ SLOW_LABELER = textwrap.dedent("""
             return forward(x)
         model.forward = slow_forward
         return model, meta
-    ensemble_labels.load_checkpoint = slow_load
-    ensemble_labels.run(sys.argv[1], [])
+    labeling.load_checkpoint = slow_load
+    labeling.label_training_set(stage_config("ensemble_labels", labeling.EnsembleLabelsConfig, sys.argv[1]))
 """)
 
 
 def test_killed_job_resumes_to_identical_bytes(tmp_path):
     make_project(tmp_path, n_train=8, n_test=0)
-    ensemble_labels.run(tmp_path / "params.yaml", ["ensemble_labels.out=" + str(tmp_path / "ref.h5")])
+    label(tmp_path / "params.yaml", ["ensemble_labels.out=" + str(tmp_path / "ref.h5")])
     script = tmp_path / "slow.py"
     script.write_text(SLOW_LABELER)
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "params.yaml")], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)},  # stages/ is not installed
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = tmp_path / "cache.h5.parts"
     deadline = time.time() + 60
@@ -128,13 +133,13 @@ def test_killed_job_resumes_to_identical_bytes(tmp_path):
     assert 2 <= len(done) < 4 and not (tmp_path / "cache.h5").exists()
     with pytest.raises(Exception, match="interrupted job"):
         open_cache(tmp_path / "cache.h5")
-    ensemble_labels.run(tmp_path / "params.yaml", [])
+    label(tmp_path / "params.yaml")
     assert _sha(tmp_path / "cache.h5") == _sha(tmp_path / "ref.h5")
 
 
 def test_two_gloo_ranks_merge_to_the_single_process_bytes(tmp_path):
     make_project(tmp_path, n_train=7, n_test=0)
-    ensemble_labels.run(tmp_path / "params.yaml", ["ensemble_labels.out=" + str(tmp_path / "one.h5")])
+    label(tmp_path / "params.yaml", ["ensemble_labels.out=" + str(tmp_path / "one.h5")])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                              "--nproc-per-node", "2", "-m", "pipeline", "run-stage", "ensemble-labels",
@@ -146,20 +151,19 @@ def test_two_gloo_ranks_merge_to_the_single_process_bytes(tmp_path):
 
 
 def test_grid_stage_tables_and_heatmap(tmp_path):
-    from stages import ensemble_grid
     samples, model = make_project(tmp_path, n_train=1, n_test=3)
     block = {"strides": [1, 2], "paddings": [0, 2, 3], "manifest": str(tmp_path / "manifest.csv"),
              "checkpoint": str(tmp_path / "teacher.pt"), "out_dir": str(tmp_path / "grid"),
              "batch_size": 2, "num_workers": 0, "device": "cpu"}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"ensemble_grid": block}))
-    ensemble_grid.run(tmp_path / "params.yaml", [])
+    load_stage("ensemble-grid").run(tmp_path / "params.yaml", [])
     rows = {(r["s"], r["p"]): r for r in json.loads((tmp_path / "grid" / "grid.json").read_text())}
     assert sorted(rows) == [(1, 0), (1, 2), (1, 3), (2, 0), (2, 2)]  # (2, 3): s does not divide p
     assert rows[(1, 3)]["A"] == 49 and rows[(2, 2)]["A"] == 9
     test = [s for s in samples if s.split == "test"]
     truth = np.array([s.pose for s in test])
     for s, p in [(1, 0), (2, 2)]:
-        z = torch.stack([to_tensor(receptive_field(load_rgb(t.image), t.box, SIZE, SIZE, p))
+        z = torch.stack([to_tensor(crop_box(load_rgb(t.image), t.box, SIZE, SIZE, p))
                          for t in test])
         pred = bins.expected_angle(ensemble_distributions(model, z, s, p, (1,))["b1"].double(), 1)
         mae = np.abs(pred.numpy() - truth).mean(0)
@@ -174,7 +178,7 @@ def test_inspect_cache_prints_and_draws(tmp_path):
     from typer.testing import CliRunner
     from pipeline.cli import app
     samples, _ = make_project(tmp_path, n_train=2, n_test=0)
-    ensemble_labels.run(tmp_path / "params.yaml", [])
+    label(tmp_path / "params.yaml")
     key = samples[0].key
     result = CliRunner().invoke(app, ["inspect-cache", str(tmp_path / "cache.h5"), "--key", key,
                                       "--png", str(tmp_path / "d.png"),
@@ -201,11 +205,11 @@ def test_interrupted_job_with_new_boxes_relabels_every_row(tmp_path, monkeypatch
     with monkeypatch.context() as m:  # every chunk labelled, killed before the merge
         m.setattr("pipeline.cache.CacheBuilder.finish", killed)
         with pytest.raises(Killed):
-            ensemble_labels.run(params, with_boxes)
+            label(params, with_boxes)
     assert len(list((tmp_path / "cache.h5.parts").glob("part-*.npz"))) == 3
     write_boxes(boxes, {s.key: ((4.0, 5.0, 30.0, 33.0), "haar") for s in samples})
-    ensemble_labels.run(params, with_boxes)
-    ensemble_labels.run(params, with_boxes + [f"ensemble_labels.out={tmp_path / 'fresh.h5'}"])
+    label(params, with_boxes)
+    label(params, with_boxes + [f"ensemble_labels.out={tmp_path / 'fresh.h5'}"])
     assert _sha(tmp_path / "cache.h5") == _sha(tmp_path / "fresh.h5")
     assert (open_cache(tmp_path / "cache.h5").box(samples[0].key) == [4.0, 5.0, 30.0, 33.0]).all()
 
@@ -214,7 +218,7 @@ def test_damaged_cache_stops_distill_and_inspect_verify(tmp_path):
     from test_cache import _flip_bytes_in_chunk
     from test_cli import run_cli
     samples, _ = make_project(tmp_path, n_train=4, n_test=0)
-    ensemble_labels.run(tmp_path / "params.yaml", [])
+    label(tmp_path / "params.yaml")
     cache = tmp_path / "cache.h5"
     assert run_cli("inspect-cache", str(cache), "--verify").exit_code == 0
     _flip_bytes_in_chunk(cache, "heads/b1/prob")
@@ -232,7 +236,7 @@ def test_damaged_cache_stops_distill_and_inspect_verify(tmp_path):
     assert not (tmp_path / "students").exists() and not (tmp_path / "state").exists()
     # labelled afresh, then an image replaced under the same manifest: the cache is stale
     cache.unlink()
-    ensemble_labels.run(tmp_path / "params.yaml", [])
+    label(tmp_path / "params.yaml")
     cv2.imwrite(samples[1].image, np.zeros((40, 36, 3), np.uint8))
     result = run_cli("run-stage", "distill", "resnet18", "--params", str(tmp_path / "params.yaml"))
     assert result.exit_code == 1 and f"{cache}: samples_sha256 mismatch" in result.output

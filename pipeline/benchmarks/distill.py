@@ -22,11 +22,11 @@ from ..config import ConfigError, stage_config
 from ..data import PoseDataset, load_samples
 from ..distill import DistillDataset, open_student_cache
 from ..ensemble import ensemble_distributions, num_windows
-from ..image import load_rgb, to_tensor
-from .kd_rotation import rotated_field
+from ..image import crop_box, load_rgb, to_tensor
 from ..losses import distillation_loss, teacher_loss
 from ..manifest import file_sha256
 from ..model import build_model, checkpoint_meta, load_checkpoint
+from ..student import DistillConfig
 from ..train import fit
 
 
@@ -40,7 +40,7 @@ class OnlineTeacherDataset(PoseDataset):
     def __getitem__(self, item) -> dict:
         index, view = self.view(item)
         sample = self.samples[index]  # decoded a second time for Z (small next to A forward passes)
-        z = rotated_field(load_rgb(sample.image), sample.box, self.size, self.p, view.angle_ccw, view.flip)
+        z = crop_box(load_rgb(sample.image), sample.box, self.size, self.size, pad=self.p, angle_ccw=view.angle_ccw, flip=view.flip)
         return {"image": to_tensor(view.crop), "pose": torch.as_tensor(view.pose, dtype=torch.float32),
                 "z": to_tensor(z.copy()), "index": index}
 
@@ -66,8 +66,6 @@ def _timed_fit(cfg, backbone, loss_fn, dataset, workers) -> dict:
 def run(params: Path = Path("params.yaml"), steps: int = 20, online_steps: int = 4,
         workers: Optional[int] = None, threads: int = 0, online_sp: Optional[tuple[int, int]] = None) -> dict:
     """``online_sp``: (s, p) of the online ensemble (c); default the cache's."""
-    from stages.distill import DistillConfig  # the stage owns its config
-
     cfg = stage_config("distill", DistillConfig, params)
     if cfg.teacher is None:
         raise ConfigError(f"{params}: distill.teacher must name the teacher checkpoint")

@@ -30,12 +30,6 @@ from ..manifest import Sample
 KL_FLOOR = 1e-6  # targets are floored here before KL: a float16 zero must not give infinity
 
 
-def rotated_field(image: np.ndarray, box, size: int, p: int, angle_ccw: float, flip: bool) -> np.ndarray:
-    """Z of the augmented view: the Augmenter's warp with p extra output pixels on each side
-    (taken from the image), mirrored as a whole when ``flip`` (the window set is symmetric)."""
-    return crop_box(image, box, size, size, pad=p, angle_ccw=angle_ccw, flip=flip)
-
-
 def kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """KL(p || q) over the bins, summed over the angles: (..., 3, q) -> (...)."""
     q = np.maximum(q, KL_FLOOR)
@@ -63,7 +57,7 @@ def measure(teacher: torch.nn.Module, cache: TeacherCache, samples: Sequence[Sam
             expected = np.stack([cache.expected(x.key) for x in batch]).astype(np.float64)
             for name, t, flip in views:
                 angles = [t if (start + i) % 2 == 0 else -t for i in range(len(batch))]
-                z = np.stack([rotated_field(img, x.box, size, p, a, flip)
+                z = np.stack([crop_box(img, x.box, size, size, pad=p, angle_ccw=a, flip=flip)
                               for img, x, a in zip(images, batch, angles)])
                 truth = ensemble_distributions(teacher, to_tensor_batch(z), s, p, (1,),
                                                max_windows=max_windows)["b1"].double().numpy()
@@ -89,7 +83,7 @@ def table(rows: list[dict], s: int, p: int) -> str:
 def run(params: Path = Path("params.yaml"), samples: int = 48,
         magnitudes: Sequence[float] = (0, 5, 10, 15, 30)) -> str:
     """The table for ``samples`` training samples (evenly spaced) of the distill block's cache."""
-    from stages.distill import DistillConfig  # the stage owns its config
+    from ..student import DistillConfig
     from ..config import ConfigError, stage_config
     from ..data import load_samples
     from ..distill import open_student_cache

@@ -19,22 +19,22 @@ import torch
 
 from .. import bins
 from ..cache import CacheMeta, write_cache
-from ..ensemble import ensemble_distributions, num_windows, receptive_field, windows
+from ..distributed import synchronize
+from ..ensemble import ensemble_distributions, num_windows, windows
 from ..image import crop_box, to_tensor
 from ..model import build_model
-from ..train import _sync
 
 FP16_FLOOR = 2.0 ** -24  # smallest float16 subnormal: stored zeros are read as this in the KL
 
 
 def _timed(fn, device, repeats):
     fn()  # warm-up
-    _sync(device)
+    synchronize(device)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         out = fn()
-        _sync(device)
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return best, out
 
@@ -94,12 +94,12 @@ def run(images: int = 8, size: int = 64, s: int = 5, p: int = 10, backbone: str 
         return torch.stack(out)
 
     def project():
-        z = torch.stack([to_tensor(receptive_field(im, b, size, size, p))
+        z = torch.stack([to_tensor(crop_box(im, b, size, size, p))
                          for im, b in zip(imgs, boxes)]).to(dev)
         return ensemble_distributions(model, z, s, p, heads, max_windows=max_windows,
                                       autocast_dtype=dtype, channels_last=use_amp)
 
-    z = torch.stack([to_tensor(receptive_field(im, b, size, size, p)) for im, b in zip(imgs, boxes)])
+    z = torch.stack([to_tensor(crop_box(im, b, size, size, p)) for im, b in zip(imgs, boxes)])
     ready = windows(z.to(dev), size, size, s).flatten(0, 2).contiguous()
     per = max(1, max_windows // a) * a
 

@@ -18,13 +18,12 @@ from ..config import stage_config
 from ..data import PoseDataset, load_samples
 from ..losses import teacher_loss
 from ..model import build_model, checkpoint_meta
+from ..teacher import TrainTeacherConfig
 from ..train import fit
 
 
 def run(params: Path = Path("params.yaml"), steps: int = 20, workers: Optional[int] = None,
         threads: int = 0) -> dict:
-    from stages.train_teacher import TrainTeacherConfig  # the stage owns its config
-
     cfg = stage_config("train_teacher", TrainTeacherConfig, params)
     if threads:
         torch.set_num_threads(threads)

@@ -7,8 +7,6 @@ from typing import Annotated, Literal
 
 from ..config import Above, NonNegative, Positive, PositiveFloat, Probability
 
-BACKENDS = ("haar", "yunet", "landmarks", "json")
-
 
 @dataclass(frozen=True)
 class HaarConfig:

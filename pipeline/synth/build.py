@@ -26,6 +26,7 @@ from ..datasets import biwi
 from ..image import encode_image
 from ..manifest import atomic_write_bytes
 from ..pose import flip_pose, in_range, rotation_from_pose
+from ..protocols import BIWI_TEST_SUBJECTS
 from . import writers
 from .contact import contact_sheet
 from .head import FLIP_68, aflw21, landmarks_68, random_head
@@ -34,7 +35,6 @@ from .render import Camera, project, render, to_camera, visible
 from .scene import background, degrade, lighting, occlude, to_uint8
 
 SUBSETS_300W_LP = ("AFW", "HELEN", "IBUG", "LFPW")
-BIWI_TEST_SUBJECTS = {6, 7, 10, 13, 15, 18, 21, 22}   # protocol 3 (DESIGN.md)
 _SET_CODES = {"300W_LP": 1, "AFLW2000": 2, "BIWI": 3}
 _HEAD_MM = 230.0   # head height incl. hair, for the image scale
 
@@ -166,7 +166,7 @@ def _biwi_sample(cfg: SynthConfig, root: Path, subject: int, frame: int):
     images = root / "BIWI" / biwi.IMAGES_DIR
     prefix = images / f"{subject:02d}" / f"frame_{frame + 1:05d}"
     writers.write_biwi(prefix, image, poses[frame], translation)
-    kind = "test" if subject in BIWI_TEST_SUBJECTS else "train"
+    kind = "test" if f"{subject:02d}" in BIWI_TEST_SUBJECTS else "train"
     # box file key in the authors' layout: relative to hpdb/, like 01/frame_00001_rgb.png
     return [("BIWI", prefix.relative_to(images).as_posix() + "_rgb.png", box, kind, poses[frame])]
 
