@@ -1,16 +1,23 @@
-"""The labelling job: the convolutional ensemble over many images into one teacher cache.
+"""The convolutional ensemble over many images (paper section 3.3), and the labelling job that
+writes it into one teacher cache.
 
-Images are decoded and their receptive fields Z built in DataLoader workers (one warp per
-image); the model runs the A windows of each Z as strided views on the device
-(:mod:`pipeline.ensemble`); finished chunks go to :class:`pipeline.cache.CacheBuilder`, so
-the job resumes after a crash. Under ``torchrun`` every rank labels every world_size-th
-chunk and rank 0 merges: the file equals the single-process one byte for byte.
+:func:`ensemble_batches` is the one loop over a dataset, shared by the labelling job, the
+(s, p) grid and the evaluation: images are decoded and their receptive fields Z built in
+DataLoader workers (one warp per image, with the largest p asked); the model runs the A windows
+of each Z as strided views on the device (:mod:`pipeline.ensemble`), for every (s, p) asked on
+the centre of Z; it yields the per-head ensemble distributions of each batch.
+:func:`ensemble_predictions` turns them into angles.
+
+The labelling job (:func:`label_samples`): finished chunks go to
+:class:`pipeline.cache.CacheBuilder`, so the job resumes after a crash. Under ``torchrun``
+every rank labels every world_size-th chunk and rank 0 merges: the file equals the
+single-process one byte for byte.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -22,7 +29,7 @@ from . import bins, distributed
 from .cache import CacheBuilder, CacheError, CacheMeta
 from .distributed import DistContext
 from .errors import PipelineError
-from .ensemble import check_autocast, check_stride_padding, ensemble_distributions
+from .ensemble import check_autocast, check_stride_padding, ensemble_distributions, input_hw
 from .image import ImageError, check_box, crop_box, load_rgb, to_tensor
 from .manifest import Sample
 
@@ -55,6 +62,69 @@ def collate_fields(items):
     if errors:
         return None, None, errors
     return (torch.tensor([i for i, _, _ in items]), torch.stack([z for _, z, _ in items]), [])
+
+
+Point = tuple[int, int]  # (s, p)
+
+
+def index_batches(n: int, batch_size: int) -> list[list[int]]:
+    """0..n-1 in order, in batches of ``batch_size`` (the last one shorter)."""
+    return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+
+
+def ensemble_batches(model: torch.nn.Module, samples: Sequence[Sample], points: Sequence[Point],
+                     bin_sizes: Sequence[int], batches: Sequence[Sequence[int]], hw: tuple[int, int],
+                     device: torch.device, num_workers: int = 0, max_windows: int = 512,
+                     amp: bool = False, desc: str = "", progress: bool = True
+                     ) -> Iterator[tuple[torch.Tensor, dict[Point, dict[str, torch.Tensor]]]]:
+    """The ensemble (eq. 6) of ``model`` (ready on ``device``, eval mode) over ``samples``.
+
+    Yields, for every batch of ``batches`` (lists of indices into ``samples``), in order:
+    ``(idx, {(s, p): {"bK": (B, 3, q) float32 on device}})`` for each point and head of
+    ``bin_sizes``. Z is built once per image with the largest p of ``points`` (input ``hw``);
+    the Z of a smaller p is its centre. A sample whose image cannot be decoded is a
+    LabelingError naming it. ``amp``: bf16 autocast and channels_last, checked against fp32 on
+    the first image (:func:`pipeline.ensemble.check_autocast`)."""
+    h, w = hw
+    p_max = max(p for _, p in points)
+    loader = DataLoader(ReceptiveFieldDataset(samples, h, w, p_max), batch_sampler=batches,
+                        num_workers=num_workers, collate_fn=collate_fields,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
+    checked = not amp
+    with tqdm(total=sum(len(b) for b in batches), unit="img", desc=desc,
+              disable=not progress, dynamic_ncols=True) as bar:
+        for idx, z, errors in loader:
+            if errors:
+                raise LabelingError(f"{len(errors)} bad samples in a batch, e.g. {errors[0]}")
+            z = z.to(device, non_blocking=True)
+            probs = {}
+            for s, p in points:
+                centre = z[:, :, p_max - p:p_max + p + h, p_max - p:p_max + p + w]
+                if not checked:
+                    check_autocast(model, centre[:1], s, p, bin_sizes)
+                probs[(s, p)] = ensemble_distributions(model, centre, s, p, bin_sizes,
+                                                       max_windows=max_windows,
+                                                       autocast_dtype=torch.bfloat16 if amp else None,
+                                                       channels_last=amp)
+            checked = True
+            bar.update(len(idx))
+            yield idx, probs
+
+
+@torch.no_grad()
+def ensemble_predictions(model, samples: Sequence[Sample], points: Sequence[Point], batch_size: int,
+                         num_workers: int, device: torch.device, max_windows: int, desc: str = "") -> dict:
+    """(s, p) -> (N, 3) degrees: eq. 2 on the ensemble distribution (eq. 6) of the b1 head."""
+    b = min(model.bin_sizes)
+    head = bins.head_name(b)
+    preds = {sp: torch.zeros((len(samples), 3), dtype=torch.float64) for sp in points}
+    model = model.to(device).eval()
+    for idx, probs in ensemble_batches(model, samples, points, (b,), index_batches(len(samples), batch_size),
+                                       input_hw(model.input_size), device, num_workers, max_windows,
+                                       desc=desc):
+        for sp in points:
+            preds[sp][idx] = bins.expected_angle(probs[sp][head].double().cpu(), b)
+    return {sp: pred.numpy() for sp, pred in preds.items()}
 
 
 def _all_ok(ok: bool, ctx: DistContext) -> bool:
@@ -93,7 +163,6 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
     model = model.to(dev).eval()
     if use_amp:
         model = model.to(memory_format=torch.channels_last)
-    h, w = meta.input_size
     builder = CacheBuilder(out_path, meta, [s.key for s in samples], chunk_size, lock=False)
     error = None
     if rank == 0:
@@ -106,7 +175,7 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
     try:
         distributed.barrier(ctx)
         pending = builder.pending(rank, world)
-        _label_chunks(builder, samples, pending, model, dev, h, w, meta, batch_size,
+        _label_chunks(builder, samples, pending, model, dev, meta, batch_size,
                       num_workers, use_amp, max_windows, progress and rank == 0)
         distributed.barrier(ctx)
         return builder.finish() if rank == 0 else None
@@ -115,7 +184,7 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
         distributed.barrier(ctx)
 
 
-def _label_chunks(builder: CacheBuilder, samples, pending, model, dev, h, w, meta, batch_size,
+def _label_chunks(builder: CacheBuilder, samples, pending, model, dev, meta, batch_size,
                   num_workers, use_amp, max_windows, show_progress) -> None:
     # batches never cross a chunk boundary, so a chunk is written as soon as it is done
     batches, chunk_of_batch = [], []
@@ -124,34 +193,20 @@ def _label_chunks(builder: CacheBuilder, samples, pending, model, dev, h, w, met
         for b in range(start, stop, batch_size):
             batches.append(list(range(b, min(b + batch_size, stop))))
             chunk_of_batch.append(c)
-    loader = DataLoader(ReceptiveFieldDataset(samples, h, w, meta.p), batch_sampler=batches,
-                        num_workers=num_workers, collate_fn=collate_fields,
-                        pin_memory=dev.type == "cuda", persistent_workers=False)
     heads = [bins.head_name(b) for b in meta.bin_sizes]
-    total = sum(len(b) for b in batches)
-    checked = not use_amp
+    point = (meta.s, meta.p)
     current, acc, done = None, None, 0
-    with tqdm(total=total, unit="img", desc=f"ensemble A={meta.A}",
-              disable=not show_progress, dynamic_ncols=True) as bar:
-        for (idx, z, errors), chunk in zip(loader, chunk_of_batch):
-            if errors:
-                raise LabelingError(f"{len(errors)} bad samples in a batch, e.g. {errors[0]}")
-            if chunk != current:
-                current, acc, done = chunk, {"idx": [], **{k: [] for k in heads}}, 0
-            z = z.to(dev, non_blocking=True)
-            if not checked:
-                check_autocast(model, z[:1], meta.s, meta.p, meta.bin_sizes)
-                checked = True
-            probs = ensemble_distributions(model, z, meta.s, meta.p, meta.bin_sizes,
-                                           max_windows=max_windows,
-                                           autocast_dtype=torch.bfloat16 if use_amp else None,
-                                           channels_last=use_amp)
-            acc["idx"].append(idx.numpy())
-            for k in heads:
-                acc[k].append(probs[k].cpu().numpy())
-            bar.update(len(idx))
-            done += len(idx)
-            if done == len(builder.chunk_keys(chunk)):
-                idx_all = np.concatenate(acc["idx"])
-                boxes = np.array([samples[i].box for i in idx_all], dtype=np.float32)
-                builder.write_part(chunk, boxes, {k: np.concatenate(acc[k]) for k in heads})
+    for (idx, probs), chunk in zip(ensemble_batches(model, samples, [point], meta.bin_sizes, batches,
+                                                    meta.input_size, dev, num_workers, max_windows,
+                                                    amp=use_amp, desc=f"ensemble A={meta.A}",
+                                                    progress=show_progress), chunk_of_batch):
+        if chunk != current:
+            current, acc, done = chunk, {"idx": [], **{k: [] for k in heads}}, 0
+        acc["idx"].append(idx.numpy())
+        for k in heads:
+            acc[k].append(probs[point][k].cpu().numpy())
+        done += len(idx)
+        if done == len(builder.chunk_keys(chunk)):
+            idx_all = np.concatenate(acc["idx"])
+            boxes = np.array([samples[i].box for i in idx_all], dtype=np.float32)
+            builder.write_part(chunk, boxes, {k: np.concatenate(acc[k]) for k in heads})

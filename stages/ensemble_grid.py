@@ -2,9 +2,10 @@
 a grid of (s, p) (paper section 5.2: tables 2-4 and the heat map of fig. 6).
 
 Z is built once per image with the largest p; the Z of a smaller p is its centre (one affine
-warp, so the crops agree exactly). Angles are eq. 2 on the ensemble distribution of the
-smallest-bin head (b1). Outputs: ``grid.json``, ``grid.md`` (one table per test set: p, s,
-A, pitch, yaw, roll, mean) and ``grid.png`` (mean MAE, s by p, blank where s does not divide p).
+warp, so the crops agree exactly: :func:`pipeline.labeling.ensemble_batches`). Angles are eq. 2
+on the ensemble distribution of the smallest-bin head (b1). Outputs: ``grid.json``, ``grid.md``
+(one table per test set: p, s, A, pitch, yaw, roll, mean) and ``grid.png`` (mean MAE, s by p,
+blank where s does not divide p).
 """
 from __future__ import annotations
 
@@ -16,15 +17,12 @@ from typing import Annotated, Optional, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from pipeline import bins
 from pipeline.config import NonEmpty, NonNegative, Positive, stage_config
 from pipeline.data import load_samples
 from pipeline.distributed import check_device, pick_device
-from pipeline.ensemble import ensemble_distributions, input_hw, num_windows
-from pipeline.labeling import LabelingError, ReceptiveFieldDataset, collate_fields
+from pipeline.ensemble import num_windows
+from pipeline.labeling import LabelingError, ensemble_predictions
 from pipeline.manifest import Sample, atomic_write_bytes, poses_array
 from pipeline.model import load_checkpoint
 from pipeline.pose import ANGLE_NAMES
@@ -53,30 +51,6 @@ def grid_points(strides: Sequence[int], paddings: Sequence[int]) -> list[tuple[i
     """(s, p) pairs with p a multiple of s (eq. 5), in table order (p, then s)."""
     return sorted({(s, p) for s in strides for p in paddings if p % s == 0},
                   key=lambda sp: (sp[1], sp[0]))
-
-
-@torch.no_grad()
-def ensemble_predictions(model, samples: Sequence[Sample], points, batch_size: int, num_workers: int,
-                         device: torch.device, max_windows: int, desc: str = "") -> dict:
-    """(s, p) -> (N, 3) degrees: eq. 2 on the ensemble distribution (eq. 6) of the b1 head."""
-    h, w = input_hw(model.input_size)
-    p_max = max(p for _, p in points)
-    b = min(model.bin_sizes)
-    preds = {sp: torch.zeros((len(samples), 3), dtype=torch.float64) for sp in points}
-    loader = DataLoader(ReceptiveFieldDataset(samples, h, w, p_max), batch_size=batch_size,
-                        num_workers=num_workers, collate_fn=collate_fields)
-    model = model.to(device).eval()
-    with tqdm(total=len(samples), unit="img", desc=desc, dynamic_ncols=True) as bar:
-        for idx, z, bad in loader:
-            if bad:
-                raise LabelingError(f"{len(bad)} bad samples in a batch, e.g. {bad[0]}")
-            z = z.to(device)
-            for s, p in points:
-                centre = z[:, :, p_max - p:p_max + p + h, p_max - p:p_max + p + w]
-                probs = ensemble_distributions(model, centre, s, p, (b,), max_windows=max_windows)
-                preds[(s, p)][idx] = bins.expected_angle(probs[bins.head_name(b)].double().cpu(), b)
-            bar.update(len(idx))
-    return {sp: pred.numpy() for sp, pred in preds.items()}
 
 
 def evaluate_grid(model, samples: Sequence[Sample], points, batch_size: int, num_workers: int,
