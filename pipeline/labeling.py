@@ -1,21 +1,24 @@
-"""The convolutional ensemble over many images (paper section 3.3), and the labelling job that
-writes it into one teacher cache.
+"""The convolutional ensemble over many images (paper section 3.3), and the labelling job
+(DVC stage ``ensemble-labels``) that writes it into one teacher cache.
 
 :func:`ensemble_batches` is the one loop over a dataset, shared by the labelling job, the
-(s, p) grid and the evaluation: images are decoded and their receptive fields Z built in
-DataLoader workers (one warp per image, with the largest p asked); the model runs the A windows
-of each Z as strided views on the device (:mod:`pipeline.ensemble`), for every (s, p) asked on
-the centre of Z; it yields the per-head ensemble distributions of each batch.
-:func:`ensemble_predictions` turns them into angles.
+(s, p) grid (:mod:`pipeline.ensemble_grid`) and the evaluation: images are decoded and their
+receptive fields Z built in DataLoader workers (one warp per image, with the largest p asked);
+the model runs the A windows of each Z as strided views on the device
+(:mod:`pipeline.ensemble`), for every (s, p) asked on the centre of Z; it yields the per-head
+ensemble distributions of each batch. :func:`ensemble_predictions` turns them into angles.
 
-The labelling job (:func:`label_samples`): finished chunks go to
-:class:`pipeline.cache.CacheBuilder`, so the job resumes after a crash. Under ``torchrun``
-every rank labels every world_size-th chunk and rank 0 merges: the file equals the
-single-process one byte for byte.
+The labelling job (:func:`label_training_set`, :func:`label_samples`) labels every training
+sample: finished chunks go to :class:`pipeline.cache.CacheBuilder`, so the job resumes after a
+crash. Under ``torchrun`` every rank labels every world_size-th chunk and rank 0 merges: the
+file equals the single-process one byte for byte. Single process:
+``pipeline run-stage ensemble-labels``; several GPUs (or CPU processes):
+``torchrun --nproc-per-node N -m pipeline run-stage ensemble-labels``.
 """
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -27,11 +30,34 @@ from tqdm import tqdm
 
 from . import bins, distributed
 from .cache import CacheBuilder, CacheError, CacheMeta
-from .distributed import DistContext
+from .config import NonNegative, Positive
+from .data import load_samples, samples_sha256
+from .distributed import DistContext, check_device
 from .errors import PipelineError
 from .ensemble import check_autocast, check_stride_padding, ensemble_distributions, input_hw
 from .image import ImageError, check_box, crop_box, load_rgb, to_tensor
-from .manifest import Sample
+from .manifest import Sample, file_sha256
+from .model import checkpoint_sha256, load_checkpoint
+
+
+@dataclass(frozen=True)
+class EnsembleLabelsConfig:
+    s: Positive = 5                 # ensemble stride (eq. 5)
+    p: NonNegative = 15             # ensemble padding, a multiple of s (eq. 5)
+    manifest: Path = Path("data/manifest.csv")
+    boxes: Optional[Path] = None    # relabel boxes CSV; None = the manifest's boxes
+    checkpoint: Path = Path("checkpoints/teacher/best.pt")
+    out: Path = Path("cache/teacher-labels.h5")
+    batch_size: Positive = 16       # images per DataLoader batch
+    chunk_size: Positive = 256      # images per resumable part
+    max_windows: Positive = 512     # windows per forward pass (whole images)
+    num_workers: NonNegative = 2
+    device: str = "auto"            # auto|cpu|cuda; auto = cuda:LOCAL_RANK when available, else cpu
+    amp: bool = True                # bf16 autocast + channels_last on CUDA (checked vs fp32)
+
+    def __post_init__(self):
+        check_stride_padding(self.s, self.p)
+        check_device(self.device)
 
 
 class LabelingError(PipelineError):
@@ -135,6 +161,23 @@ def _all_ok(ok: bool, ctx: DistContext) -> bool:
     flag = torch.tensor([1 if ok else 0], dtype=torch.int64, device=ctx.device)
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
+
+
+def label_training_set(cfg: EnsembleLabelsConfig) -> Optional[Path]:
+    """The ensemble-labels job: every training sample of the manifest (with its relabelled box)
+    through the teacher checkpoint into ``cfg.out``; returns the path on rank 0."""
+    samples = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)
+    model, _ = load_checkpoint(cfg.checkpoint)
+    meta = CacheMeta(teacher_sha256=checkpoint_sha256(cfg.checkpoint),
+                     manifest_sha256=file_sha256(cfg.manifest), samples_sha256=samples_sha256(samples),
+                     s=cfg.s, p=cfg.p,
+                     input_size=input_hw(model.input_size), bin_sizes=tuple(model.bin_sizes))
+    out = label_samples(samples, model, cfg.out, meta, batch_size=cfg.batch_size,
+                        chunk_size=cfg.chunk_size, num_workers=cfg.num_workers,
+                        device=cfg.device, amp=cfg.amp, max_windows=cfg.max_windows)
+    if out is not None:
+        print(f"{out}: {len(samples)} training samples, A={meta.A} windows each")
+    return out
 
 
 def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: str | Path,

@@ -1,5 +1,5 @@
-"""The results report: the paper's table 5 (section 5.3) and figure 7, from the evaluate
-stage's metrics and predictions. Pure presentation: no model runs here.
+"""The results report (DVC stage ``report``): the paper's table 5 (section 5.3) and figure 7,
+from the evaluate stage's metrics and predictions. Pure presentation: no model runs here.
 
 Table: one block per protocol, rows Base / Ensemble / KD-<backbone>, for every test set the
 MAE of pitch, yaw, roll and their mean, and the mean's relative change against Base. Below
@@ -8,17 +8,36 @@ Figure: test crops with the predicted pose axes bold and the ground truth thin.
 """
 from __future__ import annotations
 
+import csv
+import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Annotated, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .config import AtLeast, ConfigError, NonEmpty, Positive
+from .data import load_samples
 from .draw import draw_axes, grid
 from .image import crop_box, encode_image, load_rgb
 from .manifest import Sample, atomic_write_bytes
 from .pose import ANGLE_NAMES
 
 PRED_THICKNESS, TRUTH_THICKNESS = 4, 1
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    metrics: Annotated[tuple[Path, ...], NonEmpty()] = (Path("metrics/evaluate.json"),)   # one evaluate JSON per protocol
+    predictions: Path = Path("outputs/evaluate/predictions.csv")    # of the first metrics file
+    manifest: Path = Path("data/manifest.csv")
+    boxes: Optional[Path] = None
+    figure_row: str = ""              # row drawn in figure 7; "" = the first KD row
+    images_per_set: Positive = 4
+    cell: Annotated[int, AtLeast(32)] = 160      # pixels
+    out_md: Path = Path("reports/results.md")
+    out_png: Path = Path("reports/figure7.png")
 
 
 def relative_change(value: float, base: float) -> float:
@@ -92,3 +111,54 @@ def figure7(samples: Sequence[Sample], predicted: np.ndarray, path: str | Path, 
         cells.append(draw_axes(crop, pred, thickness=PRED_THICKNESS))
     sheet = grid(cells, min(columns, len(cells)))
     atomic_write_bytes(path, encode_image(sheet))
+
+
+def read_metrics(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: metrics not found (run the evaluate stage)") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    if not {"protocol", "ensemble", "test"} <= set(data) or not data["test"]:
+        raise ConfigError(f"{path}: not an evaluate metrics file (needs protocol, ensemble, test)")
+    return data
+
+
+def read_predictions(path: Path, row: str) -> dict[str, tuple[float, float, float]]:
+    """key -> predicted pose of ``row``."""
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            out = {r["key"]: tuple(float(r[a]) for a in ANGLE_NAMES) for r in reader if r["row"] == row}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: predictions not found (run the evaluate stage)") from None
+    if not out:
+        raise ConfigError(f"{path}: no predictions of row {row!r}")
+    return out
+
+
+def write_report(cfg: ReportConfig) -> str:
+    """The report job: ``cfg.out_md`` (table 5 of every metrics file) and ``cfg.out_png``
+    (figure 7: ``images_per_set`` test images per test set, of row ``figure_row``); returns the
+    markdown."""
+    all_metrics = [read_metrics(p) for p in cfg.metrics]
+    first = all_metrics[0]["test"]
+    rows = list(next(iter(first.values())))
+    row = cfg.figure_row or next((r for r in sorted(rows) if r.startswith("KD-")), "Base")
+    if row not in rows:
+        raise ConfigError(f"report.figure_row: {row!r} is not a row of {cfg.metrics[0]} ({rows})")
+    predicted = read_predictions(cfg.predictions, row)
+    samples = [s for s in load_samples(cfg.manifest, split="test", boxes=cfg.boxes) if s.key in predicted]
+    chosen = []
+    for dataset in sorted({s.dataset for s in samples}):
+        subset = [s for s in samples if s.dataset == dataset]
+        picks = np.linspace(0, len(subset) - 1, min(cfg.images_per_set, len(subset))).round().astype(int)
+        chosen += [subset[i] for i in picks]
+    figure7(chosen, np.array([predicted[s.key] for s in chosen]), cfg.out_png, cell=cfg.cell,
+            columns=cfg.images_per_set)
+    figure = os.path.relpath(cfg.out_png, cfg.out_md.parent)
+    text = report_markdown(all_metrics, figure=f"{figure}") + f"\nFigure 7 shows row {row}.\n"
+    atomic_write_bytes(cfg.out_md, text.encode())
+    print(text)
+    return text

@@ -1,125 +1,16 @@
 """DVC stage ``distill`` (one per student backbone, dvc.yaml ``foreach: ${distill.students}``):
-train a student from the teacher cache with eq. 7 (paper section 3.4).
-
-Student = a ResNet of ``item`` with ONE RvC head of bin size 1 (no regression head). Target =
-the cached ensemble distribution, flipped/rotated with the crop (:mod:`pipeline.distill`);
-the teacher is never run. The cache is checked against the manifest, the keys, the boxes and
-(if ``teacher`` is set) the teacher checkpoint. Training is :func:`pipeline.train.fit`
-(validation slice, resume, DVCLive, torchrun); the checkpoint meta records the cache's
-sha256 and attributes. Outs per student: ``<checkpoint_dir>/<backbone>.pt``,
-``<state_dir>/<backbone>/``, ``<metrics_dir>/<backbone>.json``, ``<live_dir>/<backbone>/``.
-"""
+stage 2 of the paper, a student trained from the teacher cache with eq. 7
+(:func:`pipeline.student.distill_students`)."""
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import torch
-
-from pipeline.augment import AugmentConfig
-from pipeline.cache import TeacherCache
-from pipeline.config import DEFAULT_PARAMS, ConfigError, NonNegativeFloat, as_dict, stage_config
-from pipeline.data import PoseDataset, holdout_split, load_samples, samples_sha256
-from pipeline.distill import DistillDataset, RotationRule, open_student_cache
-from pipeline.distributed import barrier, setup, teardown
-from pipeline.losses import distillation_loss
-from pipeline.manifest import file_sha256, write_json
-from pipeline.metrics import evaluate
-from pipeline.model import BACKBONES, build_model, checkpoint_meta, load_checkpoint, weights_fingerprint
-from pipeline.train import TRAINING_CODE_MODULES, TrainingStageConfig, fit
-
-STUDENT_BIN = 1
-
-
-@dataclass(frozen=True)
-class DistillConfig(TrainingStageConfig):
-    students: tuple[str, ...] = ("resnet18",)      # one DVC stage per backbone (foreach)
-    cache: Path = Path("cache/teacher-labels.h5")
-    teacher: Optional[Path] = Path("checkpoints/teacher/best.pt")  # checked against the cache; None: not checked
-    w_cls: NonNegativeFloat = 0.05                 # eq. 7 weight of the ground-truth CE
-    # how the cached target follows a rotated crop; only used when augment.rotate > 0. Measured
-    # (`pipeline bench kd-rotation`, embedded data): the shifted target is further from the
-    # teacher's own answer on rotated crops than the unshifted one, so by default the KD stage
-    # does not rotate (targets exact up to the flip rule) and "none" is the better fallback.
-    teacher_rotation: RotationRule = "none"
-    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(rotate=0.0))
-    checkpoint_dir: Path = Path("checkpoints/students")
-    state_dir: Path = Path("checkpoints/students-state")
-    metrics_dir: Path = Path("metrics/distill")
-    live_dir: Path = Path("dvclive/distill")
-
-    def __post_init__(self):
-        unknown = [b for b in self.students if b not in BACKBONES]
-        if unknown or not self.students:
-            raise ValueError(f"students: expected backbones of {list(BACKBONES)}, got {list(self.students)}")
-
-    def checkpoint(self, backbone: str) -> Path:
-        return self.checkpoint_dir / f"{backbone}.pt"
-
-
-def cache_provenance(cache: TeacherCache) -> dict:
-    """What the student checkpoint records about its teacher labels."""
-    m = cache.meta
-    return {"path": str(cache.path), "sha256": file_sha256(cache.path), "teacher_sha256": m.teacher_sha256,
-            "manifest_sha256": m.manifest_sha256, "s": m.s, "p": m.p, "A": m.A,
-            "input_size": list(m.input_size), "bin_sizes": list(m.bin_sizes),
-            "convention": m.convention, "code_version": m.code_version, "schema_version": m.schema_version}
-
-
-def distill(cfg: DistillConfig, backbone: str, on_step=None) -> Optional[dict]:
-    """Train one student; returns its metrics on rank 0 (None on other ranks)."""
-    if backbone not in cfg.students:
-        raise ConfigError(f"distill: student {backbone!r} is not in distill.students {list(cfg.students)}")
-    ctx = setup(cfg.device)
-    try:
-        manifest_sha = file_sha256(cfg.manifest)
-        samples = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)
-        teacher_sha = file_sha256(cfg.teacher) if cfg.teacher is not None else None
-        samples_sha = samples_sha256(samples)
-        cache = open_student_cache(cfg.cache, samples, manifest_sha, teacher_sha, STUDENT_BIN, samples_sha)
-        train_samples, val_samples = holdout_split(samples, cfg.val_fraction, cfg.val_group)
-        train_set = DistillDataset(train_samples, cache, cfg.input_size, cfg.augment, cfg.seed,
-                                   cfg.teacher_rotation, STUDENT_BIN)
-        val_set = PoseDataset(val_samples, cfg.input_size)
-        provenance = cache_provenance(cache)
-        if ctx.is_main:
-            print(f"distill {backbone}: {len(train_samples)} train, {len(val_samples)} validation samples; "
-                  f"teacher labels {cfg.cache} (A={provenance['A']}, s={provenance['s']}, p={provenance['p']})")
-        torch.manual_seed(cfg.seed)
-        model = build_model(backbone, (STUDENT_BIN,), regression=False, weights=cfg.weights,
-                            input_size=cfg.input_size)
-        # `students` is left out: adding a student must not disturb the others' runs (resume key)
-        config = {**{k: v for k, v in as_dict(cfg).items() if k != "students"}, "student": backbone}
-        inputs = {"samples_sha256": samples_sha, "weights": weights_fingerprint(cfg.weights),
-                  "teacher_cache_sha256": provenance["sha256"]}
-        meta = {**checkpoint_meta(model, config, manifest_sha, inputs), "teacher_cache": provenance}
-        loss = functools.partial(distillation_loss, w_cls=cfg.w_cls, head=f"b{STUDENT_BIN}")
-        summary = fit(model, loss, train_set, val_set, cfg.settings(), cfg.state_dir / backbone,
-                      cfg.checkpoint(backbone), meta, cfg.live_dir / backbone, ctx, on_step,
-                      code_modules=TRAINING_CODE_MODULES + ("distill", "cache"))
-        barrier(ctx)
-        if not ctx.is_main:
-            return None
-        best, _ = load_checkpoint(cfg.checkpoint(backbone), map_location=ctx.device)
-        test_samples = load_samples(cfg.manifest, split="test", boxes=cfg.boxes)
-        metrics = {"student": backbone, "best_epoch": summary["best_epoch"],
-                   "val": {"mae": summary["best_val_mae"]},
-                   "test": evaluate(best, test_samples, device=ctx.device) if test_samples else {},
-                   "timing": summary["timing"],
-                   "checkpoint_sha256": file_sha256(cfg.checkpoint(backbone)),
-                   "teacher_cache": provenance}
-        write_json(cfg.metrics_dir / f"{backbone}.json", metrics)
-        print(f"distill {backbone}: best epoch {metrics['best_epoch']}, validation MAE {metrics['val']['mae']:.2f}")
-        return metrics
-    finally:
-        teardown(ctx)
+from pipeline.config import DEFAULT_PARAMS, stage_config
+from pipeline.student import DistillConfig, distill_students
 
 
 def run(params_path: str | Path = DEFAULT_PARAMS, overrides=(), item=None) -> Optional[dict] | list:
     """``item`` = the student backbone; without it every student of ``distill.students`` in turn."""
     cfg = stage_config("distill", DistillConfig, params_path, overrides)
-    if item is not None:
-        return distill(cfg, item)
-    return [distill(cfg, backbone) for backbone in cfg.students]
+    return distill_students(cfg, item)

@@ -179,15 +179,15 @@ def test_params_file_that_is_not_utf8(tmp_path):
 # --- every stage block: the constraints that are true of each key -----------------------
 
 def _stage_classes() -> dict:
+    from pipeline.ensemble_grid import EnsembleGridConfig
+    from pipeline.evaluation import EvaluateConfig
+    from pipeline.labeling import EnsembleLabelsConfig
+    from pipeline.prepare import PrepareConfig
     from pipeline.relabel import RelabelConfig
+    from pipeline.report import ReportConfig
+    from pipeline.student import DistillConfig
     from pipeline.synth import SynthConfig
-    from stages.distill import DistillConfig
-    from stages.ensemble_grid import EnsembleGridConfig
-    from stages.ensemble_labels import EnsembleLabelsConfig
-    from stages.evaluate import EvaluateConfig
-    from stages.prepare import PrepareConfig
-    from stages.report import ReportConfig
-    from stages.train_teacher import TrainTeacherConfig
+    from pipeline.teacher import TrainTeacherConfig
     return {"synth": SynthConfig, "prepare": PrepareConfig, "relabel": RelabelConfig,
             "train_teacher": TrainTeacherConfig, "ensemble_labels": EnsembleLabelsConfig,
             "ensemble_grid": EnsembleGridConfig, "distill": DistillConfig, "evaluate": EvaluateConfig,

@@ -5,28 +5,43 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline import evaluation
+from pipeline.config import stage_config
 from pipeline.data import PoseDataset, load_samples
+from pipeline.ensemble_grid import evaluate_grid
+from pipeline.evaluation import EvaluateConfig, evaluate_models
+from pipeline.labeling import EnsembleLabelsConfig
 from pipeline.metrics import mae_summary, predict_dataset
 from pipeline.model import load_checkpoint
-from stages import distill as distill_stage
-from stages import evaluate as evaluate_stage
-from stages.ensemble_grid import evaluate_grid
+from pipeline.project import load_stage
+from pipeline.student import DistillConfig, distill
 from test_distill import make_kd_project
 
 torch.set_num_threads(1)
+
+
+def train_student(params):
+    distill(stage_config("distill", DistillConfig, params), "resnet18")
+
+
+def evaluate(params, overrides=()):
+    """The evaluate job on the evaluate, ensemble_labels and distill blocks of ``params``."""
+    return evaluate_models(*(stage_config(block, cls, params, overrides) for block, cls in
+                             [("evaluate", EvaluateConfig), ("ensemble_labels", EnsembleLabelsConfig),
+                              ("distill", DistillConfig)]))
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("kd")
     samples = make_kd_project(root)
-    distill_stage.run(root / "params.yaml", [], item="resnet18")
+    train_student(root / "params.yaml")
     return root, samples
 
 
 def test_rows_per_test_set_match_direct_computations(project):
     root, samples = project
-    metrics = evaluate_stage.run(root / "params.yaml", [])
+    metrics = load_stage("evaluate").run(root / "params.yaml", [])
     assert metrics["protocol"] == 1 and metrics["ensemble"] == {"s": 1, "p": 1, "A": 9}
     table = metrics["test"]["SYNTEST"]
     assert list(metrics["test"]) == ["SYNTEST"] and set(table) == {"Base", "Ensemble", "KD-resnet18"}
@@ -49,9 +64,9 @@ def test_rows_per_test_set_match_direct_computations(project):
 
 def test_metrics_are_deterministic_without_timings(project):
     root, _ = project
-    evaluate_stage.run(root / "params.yaml", [])
+    evaluate(root / "params.yaml")
     first = (root / "metrics" / "evaluate.json").read_bytes()
-    evaluate_stage.run(root / "params.yaml", [])
+    evaluate(root / "params.yaml")
     assert (root / "metrics" / "evaluate.json").read_bytes() == first
     assert "timing" not in first.decode() and json.loads(first)["samples"] == {"SYNTEST": 4}
 
@@ -59,7 +74,7 @@ def test_metrics_are_deterministic_without_timings(project):
 def test_missing_student_checkpoint_is_named(project):
     root, _ = project
     with pytest.raises(Exception, match="resnet34.pt: checkpoint not found"):
-        evaluate_stage.run(root / "params.yaml", ["distill.students=[resnet18, resnet34]"])
+        evaluate(root / "params.yaml", ["distill.students=[resnet18, resnet34]"])
 
 
 def test_missing_prepare_report_fails_before_any_compute(project, monkeypatch):
@@ -68,30 +83,30 @@ def test_missing_prepare_report_fails_before_any_compute(project, monkeypatch):
     def no_compute(*args, **kwargs):
         raise AssertionError("computed before reading the prepare report")
 
-    monkeypatch.setattr(evaluate_stage, "load_checkpoint", no_compute)
-    monkeypatch.setattr(evaluate_stage, "load_samples", no_compute)
+    monkeypatch.setattr(evaluation, "load_checkpoint", no_compute)
+    monkeypatch.setattr(evaluation, "load_samples", no_compute)
     with pytest.raises(Exception, match="gone.json: prepare report not found"):
-        evaluate_stage.run(root / "params.yaml", [f"evaluate.prepare_report={root / 'gone.json'}"])
+        evaluate(root / "params.yaml", [f"evaluate.prepare_report={root / 'gone.json'}"])
 
 
 def test_bad_device_is_a_config_error(project):
     root, _ = project
     from pipeline.config import ConfigError
     with pytest.raises(ConfigError, match="evaluate: device must be auto, cpu or cuda, got 'gpu'"):
-        evaluate_stage.run(root / "params.yaml", ["evaluate.device=gpu"])
+        evaluate(root / "params.yaml", ["evaluate.device=gpu"])
 
 
 def test_stale_teacher_or_student_is_refused_before_any_compute(tmp_path, monkeypatch):
     from pipeline.config import ConfigError
     from pipeline.manifest import write_manifest
     samples = make_kd_project(tmp_path)
-    distill_stage.run(tmp_path / "params.yaml", [], item="resnet18")
-    monkeypatch.setattr("stages.evaluate.predict_dataset", lambda *a, **k: pytest.fail("computed"))
+    train_student(tmp_path / "params.yaml")
+    monkeypatch.setattr(evaluation, "predict_dataset", lambda *a, **k: pytest.fail("computed"))
     # another teacher checkpoint: the student was distilled from the first one's cache
     torch.save(torch.load(tmp_path / "teacher.pt", weights_only=True) | {"note": "retrained"},
                tmp_path / "teacher2.pt")
     with pytest.raises(ConfigError, match=r"resnet18.pt: distilled from another teacher"):
-        evaluate_stage.run(tmp_path / "params.yaml", [f"evaluate.teacher={tmp_path / 'teacher2.pt'}"])
+        evaluate(tmp_path / "params.yaml", [f"evaluate.teacher={tmp_path / 'teacher2.pt'}"])
     write_manifest(tmp_path / "manifest.csv", samples[:-1])  # prepare ran again, nothing else did
     with pytest.raises(ConfigError, match=r"teacher.pt: trained on another manifest"):
-        evaluate_stage.run(tmp_path / "params.yaml", [])
+        evaluate(tmp_path / "params.yaml")

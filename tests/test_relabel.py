@@ -12,11 +12,11 @@ import yaml
 from pipeline.boxes import BoxFileError, iou, read_boxes
 from pipeline.config import ConfigError, stage_config
 from pipeline.manifest import Sample, write_manifest
+from pipeline.project import load_stage
 from pipeline.relabel import (DetectorError, HaarConfig, HaarDetector, RelabelConfig, RelabelError,
                               YuNetConfig, YuNetDetector, build_report, choose_box, enlarge_box,
-                              mirror_boxes, relabel_samples)
+                              mirror_boxes, relabel, relabel_samples)
 from pipeline.relabel.yunet import MODEL_NAME
-from stages import relabel as relabel_stage
 
 skimage_data = pytest.importorskip("skimage.data")  # test extra: scikit-image (real face photo)
 
@@ -231,8 +231,8 @@ def test_stage_is_byte_identical_for_1_and_2_workers(tmp_path, astronaut):
     outs = []
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"
-        relabel_stage.run(params, [f"relabel.workers={workers}", f"relabel.boxes={out}/boxes.csv",
-                                   f"relabel.report={out}/report.json"])
+        relabel(stage_config("relabel", RelabelConfig, params, [
+            f"relabel.workers={workers}", f"relabel.boxes={out}/boxes.csv", f"relabel.report={out}/report.json"]))
         outs.append(((out / "boxes.csv").read_bytes(), (out / "report.json").read_bytes()))
     assert outs[0] == outs[1]
     boxes = read_boxes(tmp_path / "w1" / "boxes.csv")
@@ -249,7 +249,7 @@ def test_stage_writes_nothing_when_a_sample_fails(tmp_path):
         "manifest": str(tmp_path / "manifest.csv"), "backend": "haar", "workers": 1,
         "boxes": str(tmp_path / "boxes.csv"), "report": str(tmp_path / "report.json")})
     with pytest.raises(RelabelError, match="gone.png: image file not found"):
-        relabel_stage.run(params, [])
+        relabel(stage_config("relabel", RelabelConfig, params))
     assert not (tmp_path / "boxes.csv").exists() and not (tmp_path / "report.json").exists()
 
 
@@ -259,7 +259,7 @@ def test_landmarks_backend_through_the_stage(tmp_path):
     params = write_params(tmp_path / "params.yaml", {
         "manifest": str(tmp_path / "manifest.csv"), "backend": "landmarks", "landmark_scale": 1.5,
         "boxes": str(tmp_path / "boxes.csv"), "report": str(tmp_path / "report.json")})
-    relabel_stage.run(params, [])
+    load_stage("relabel").run(params, [])
     assert read_boxes(tmp_path / "boxes.csv") == {"BIWI/01/frame_00003": ((-10.0, 10.0, 50.0, 70.0), "landmarks")}
     assert json.loads((tmp_path / "report.json").read_text())["fallbacks"] == 0
 

@@ -2,11 +2,13 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.config import stage_config
 from pipeline.draw import draw_axes
 from pipeline.manifest import Sample
-from pipeline.report import claims, figure7, relative_change, results_table
-from stages import report as report_stage
+from pipeline.project import load_stage
+from pipeline.report import ReportConfig, claims, figure7, relative_change, results_table, write_report
 from test_distill import make_kd_project
+from test_evaluate import evaluate, train_student
 
 METRICS = {"protocol": 1, "ensemble": {"s": 5, "p": 15, "A": 49},
            "test": {"AFLW2000": {"Base": {"pitch": 5.0, "yaw": 4.0, "roll": 3.0, "mean": 4.0},
@@ -52,15 +54,15 @@ def test_figure7_draws_bold_prediction_and_thin_truth(tmp_path):
 
 
 def test_stage_writes_table_and_figure_from_evaluate_outputs(tmp_path):
-    from stages import distill as distill_stage, evaluate as evaluate_stage
     make_kd_project(tmp_path)
-    distill_stage.run(tmp_path / "params.yaml", [], item="resnet18")
-    metrics = evaluate_stage.run(tmp_path / "params.yaml", [])
-    text = report_stage.run(tmp_path / "params.yaml", [])
+    train_student(tmp_path / "params.yaml")
+    metrics = evaluate(tmp_path / "params.yaml")
+    text = load_stage("report").run(tmp_path / "params.yaml", [])
     assert (tmp_path / "reports" / "results.md").read_text() == text
     kd = metrics["test"]["SYNTEST"]["KD-resnet18"]
     assert f"| KD-resnet18 | {kd['pitch']:.3f} |" in text and "![" in text and "figure7.png" in text
     png = cv2.imread(str(tmp_path / "reports" / "figure7.png"))
     assert png.shape == (64, 128, 3)  # 2 test images of the one test set, 64 px cells
     with pytest.raises(Exception, match="not a row"):
-        report_stage.run(tmp_path / "params.yaml", ["report.figure_row=KD-resnet50"])
+        write_report(stage_config("report", ReportConfig, tmp_path / "params.yaml",
+                                  ["report.figure_row=KD-resnet50"]))

@@ -10,12 +10,15 @@ import torch
 import yaml
 
 from pipeline.augment import AugmentConfig
+from pipeline.config import stage_config
 from pipeline.data import PoseDataset, holdout_split, load_samples
 from pipeline.losses import teacher_loss
 from pipeline.manifest import ManifestError, Sample, file_sha256, write_manifest
 from pipeline.metrics import evaluate, mae_summary, trivial_mae
 from pipeline.model import build_model, checkpoint_meta, load_checkpoint
 from pipeline.pose import rotation_from_pose
+from pipeline.project import load_stage
+from pipeline.teacher import TrainTeacherConfig, train_teacher
 from pipeline.train import EpochBatches, TrainSettings, fit
 
 POINTS = [((0, 0, -1.0), (255, 60, 60)), ((-0.45, -0.35, -0.7), (60, 255, 60)),
@@ -155,10 +158,9 @@ def write_params(path, manifest, out, **extra):
 
 
 def test_stage_end_to_end(manifest, tmp_path):
-    from stages import train_teacher
     params = tmp_path / "params.yaml"
     write_params(params, manifest, tmp_path)
-    metrics = train_teacher.run(params, ["train_teacher.augment.coarse_dropout=false"])
+    metrics = load_stage("train-teacher").run(params, ["train_teacher.augment.coarse_dropout=false"])
     model, meta = load_checkpoint(tmp_path / "teacher.pt")
     assert meta["input_size"] == 32 and meta["config"]["augment"]["coarse_dropout"] is False
     assert meta["manifest_sha256"] == file_sha256(manifest)
@@ -170,14 +172,13 @@ def test_stage_end_to_end(manifest, tmp_path):
 
 
 def test_ddp_two_processes_match_one(manifest, tmp_path):
-    from stages import train_teacher
     runs = {}
     for procs in (1, 2):
         out = tmp_path / f"p{procs}"
         params = tmp_path / f"params{procs}.yaml"
         write_params(params, manifest, out, epochs=1, val_fraction=0.3, device="cpu")
         if procs == 1:
-            runs[procs] = train_teacher.run(params)["val"]["mae"]
+            runs[procs] = train(params)["val"]["mae"]
             continue
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
                "-m", "pipeline", "run-stage", "train-teacher", "--params", str(params)]
@@ -189,9 +190,13 @@ def test_ddp_two_processes_match_one(manifest, tmp_path):
     assert abs(runs[1] - runs[2]) < 0.15 * runs[1], runs
 
 
+def train(params, overrides=()):
+    """The train-teacher job on the train_teacher block of ``params``."""
+    return train_teacher(stage_config("train_teacher", TrainTeacherConfig, params, overrides))
+
+
 def _stage_run(tmp_path, manifest, *overrides, **extra):
-    """train-teacher through the CLI path; returns (stdout, checkpoint state dict)."""
-    from stages import train_teacher
+    """train-teacher as its stage runs it; returns (stdout, checkpoint state dict)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     params = tmp_path / "params.yaml"
     write_params(params, manifest, tmp_path / "out", val_fraction=0.25, **extra)
@@ -199,7 +204,7 @@ def _stage_run(tmp_path, manifest, *overrides, **extra):
     import io
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        train_teacher.run(params, list(overrides))
+        train(params, overrides)
     model, _ = load_checkpoint(tmp_path / "out" / "teacher.pt")
     return out.getvalue(), model.state_dict()
 

@@ -4,7 +4,7 @@ the same way for training data, test data and ``predict``.
 Backends: ``haar`` (:mod:`.haar`), ``yunet`` (:mod:`.yunet`), ``landmarks`` (the rule in
 :mod:`.landmarks`, also every detector's fallback) and ``json`` (published box files,
 :mod:`.published`). Choosing among faces: :mod:`.matching`. The parallel run, fallbacks,
-errors and the report: :mod:`.runner`. Params: :mod:`.config`.
+errors, the report and the stage's job (:func:`relabel`): :mod:`.runner`. Params: :mod:`.config`.
 """
 from .config import HaarConfig, RelabelConfig, YuNetConfig
 from .errors import DetectorError, RelabelError
@@ -12,7 +12,7 @@ from .haar import HaarDetector, mirror_boxes
 from .landmarks import enlarge_box
 from .matching import choose_box
 from .published import PublishedBoxes
-from .runner import (FALLBACK_REASONS, Outcome, boxes_table, build_report, make_detector,
+from .runner import (FALLBACK_REASONS, Outcome, boxes_table, build_report, make_detector, relabel,
                      relabel_sample, relabel_samples)
 from .yunet import YuNetDetector
 
@@ -20,5 +20,5 @@ __all__ = [
     "HaarConfig", "RelabelConfig", "YuNetConfig", "DetectorError", "RelabelError",
     "HaarDetector", "mirror_boxes", "enlarge_box", "choose_box", "PublishedBoxes",
     "FALLBACK_REASONS", "Outcome", "boxes_table", "build_report", "make_detector",
-    "relabel_sample", "relabel_samples", "YuNetDetector",
+    "relabel", "relabel_sample", "relabel_samples", "YuNetDetector",
 ]

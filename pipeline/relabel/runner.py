@@ -31,9 +31,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..boxes import Box, iou
+from ..boxes import Box, iou, write_boxes
 from ..image import ImageError, check_box, load_rgb
-from ..manifest import Sample
+from ..manifest import Sample, read_manifest, write_json
 from .config import RelabelConfig
 from .errors import RelabelError
 from .haar import HaarDetector
@@ -203,3 +203,17 @@ def build_report(outcomes: Sequence[Outcome], config: RelabelConfig) -> dict:
 def boxes_table(outcomes: Sequence[Outcome]) -> dict[str, tuple[Box, str]]:
     """key -> (box, source), what :func:`pipeline.boxes.write_boxes` takes."""
     return {o.key: (o.box, o.source) for o in outcomes}
+
+
+def relabel(config: RelabelConfig) -> dict:
+    """The relabel job (DVC stage ``relabel``): a box for every sample of ``config.manifest``;
+    writes ``config.boxes`` (every manifest key) and ``config.report`` (JSON), both atomically
+    and only if every sample went through; returns the report."""
+    samples = read_manifest(config.manifest)
+    outcomes = relabel_samples(samples, config)
+    report = build_report(outcomes, config)
+    write_boxes(config.boxes, boxes_table(outcomes))
+    write_json(config.report, report)
+    print(f"relabel ({config.backend}): {report['samples']} samples, {report['detections']} detected, "
+          f"{report['fallbacks']} fallbacks, mean IoU {report['mean_iou']} -> {config.boxes}")
+    return report

@@ -1,0 +1,142 @@
+"""The evaluation (DVC stage ``evaluate``): MAE (pitch, yaw, roll, mean) on every test set of
+the protocol for the rows of the paper's table 5:
+
+* Base: the stage-1 network's bin-1 head (one crop per image);
+* Ensemble: the convolutional ensemble of the same network at the ``ensemble_labels`` block's
+  (s, p) (:func:`pipeline.labeling.ensemble_predictions`, as the ensemble grid computes it);
+* KD-<backbone>: every student of ``distill.students``.
+
+Models trained on another manifest, or students of another teacher, are refused before any
+compute (:func:`check_provenance`). Outs: ``metrics`` (DVC metrics JSON, deterministic:
+rounded, sorted, no timings) and ``predictions`` (CSV: key, dataset, row, pitch, yaw, roll;
+the report draws figure 7 from it).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import numpy as np
+import torch
+
+from .config import ConfigError, NonEmpty, NonNegative, Positive
+from .data import PoseDataset, load_samples
+from .distributed import check_device, pick_device
+from .ensemble import num_windows
+from .labeling import ensemble_predictions
+from .manifest import atomic_write_bytes, file_sha256, poses_array, write_json
+from .metrics import mae_summary, predict_dataset
+from .model import load_checkpoint
+from .pose import ANGLE_NAMES
+
+if TYPE_CHECKING:  # the blocks of the two stages whose outputs are evaluated
+    from .labeling import EnsembleLabelsConfig
+    from .student import DistillConfig
+
+DIGITS = 4
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    manifest: Path = Path("data/manifest.csv")
+    boxes: Optional[Path] = None                  # relabel boxes CSV; None = the manifest's boxes
+    prepare_report: Path = Path("data/prepare-report.json")   # says which protocol this is
+    teacher: Path = Path("checkpoints/teacher/best.pt")
+    # test sets; None = all of the test split
+    datasets: Optional[Annotated[tuple[str, ...], NonEmpty()]] = None
+    batch_size: Positive = 64
+    max_windows: Positive = 512
+    num_workers: NonNegative = 0
+    device: str = "auto"
+    metrics: Path = Path("metrics/evaluate.json")
+    predictions: Path = Path("outputs/evaluate/predictions.csv")
+
+    def __post_init__(self):
+        check_device(self.device)
+
+
+def read_protocol(report: Path) -> int:
+    try:
+        return int(json.loads(report.read_text())["protocol"])
+    except FileNotFoundError:
+        raise ConfigError(f"{report}: prepare report not found (run the prepare stage)") from None
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{report}: no readable 'protocol' ({exc})") from None
+
+
+def _summary(pred: np.ndarray, truth: np.ndarray) -> dict:
+    mae = mae_summary(pred, truth)
+    return {**{a: round(mae[a], DIGITS) for a in ANGLE_NAMES}, "mean": round(mae["mae"], DIGITS)}
+
+
+def predictions_csv(keys, datasets, rows: dict[str, np.ndarray]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(("key", "dataset", "row", *ANGLE_NAMES))
+    for name, pred in rows.items():
+        for key, dataset, angles in zip(keys, datasets, pred):
+            writer.writerow((key, dataset, name, *(f"{a:.{DIGITS}f}" for a in angles)))
+    return buf.getvalue().encode()
+
+
+def check_provenance(cfg: EvaluateConfig, teacher_meta: dict, student_metas: dict[Path, dict]) -> None:
+    """Refuse to report models trained on another manifest, or students of another teacher
+    (a stage run by hand after its inputs moved on); the error names the checkpoint."""
+    manifest_sha, teacher_sha = file_sha256(cfg.manifest), file_sha256(cfg.teacher)
+    for path, meta in {cfg.teacher: teacher_meta, **student_metas}.items():
+        if meta.get("manifest_sha256") != manifest_sha:
+            raise ConfigError(f"{path}: trained on another manifest than {cfg.manifest} "
+                              "(stale checkpoint: re-run its training stage)")
+    for path, meta in student_metas.items():
+        if meta.get("teacher_cache", {}).get("teacher_sha256") != teacher_sha:
+            raise ConfigError(f"{path}: distilled from another teacher than {cfg.teacher} "
+                              "(stale student: re-run ensemble-labels and distill)")
+
+
+@torch.no_grad()
+def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[str, Path]) -> tuple[dict, bytes]:
+    """(metrics dict, predictions CSV bytes) for Base, Ensemble and the students."""
+    protocol = read_protocol(cfg.prepare_report)   # before any compute: fail fast
+    samples = load_samples(cfg.manifest, split="test", boxes=cfg.boxes, datasets=cfg.datasets)
+    if not samples:
+        raise ConfigError(f"{cfg.manifest}: no test samples" + (f" of {list(cfg.datasets)}" if cfg.datasets else ""))
+    device = pick_device(cfg.device)
+    teacher, teacher_meta = load_checkpoint(cfg.teacher, map_location=device)
+    loaded = {backbone: load_checkpoint(path, map_location=device) for backbone, path in students.items()}
+    check_provenance(cfg, teacher_meta, {students[b]: meta for b, (_, meta) in loaded.items()})
+    rows = {}
+    preds, _ = predict_dataset(teacher, PoseDataset(samples, teacher.input_size), cfg.batch_size, device,
+                               cfg.num_workers)
+    rows["Base"] = preds[teacher.prediction_head]
+    rows["Ensemble"] = ensemble_predictions(teacher, samples, [(s, p)], max(1, cfg.batch_size // 8),
+                                            cfg.num_workers, device, cfg.max_windows,
+                                            desc=f"ensemble A={num_windows(s, p)}")[(s, p)]
+    for backbone, (student, _) in loaded.items():
+        preds, _ = predict_dataset(student, PoseDataset(samples, student.input_size), cfg.batch_size, device,
+                                   cfg.num_workers)
+        rows[f"KD-{backbone}"] = preds[student.prediction_head]
+    truth = poses_array(samples)
+    names = np.array([x.dataset for x in samples])
+    test = {dataset: {row: _summary(pred[names == dataset], truth[names == dataset])
+                      for row, pred in rows.items()}
+            for dataset in sorted(set(names))}
+    metrics = {"protocol": protocol,
+               "ensemble": {"s": s, "p": p, "A": num_windows(s, p)},
+               "samples": {dataset: int((names == dataset).sum()) for dataset in sorted(set(names))},
+               "test": test}
+    return metrics, predictions_csv([x.key for x in samples], names, rows)
+
+
+def evaluate_models(cfg: EvaluateConfig, ensemble: EnsembleLabelsConfig, distill: DistillConfig) -> dict:
+    """The evaluate job: the Ensemble row at the cache's (s, p) (``ensemble``), a KD row per
+    student of ``distill``; writes ``cfg.metrics`` and ``cfg.predictions``, returns the metrics."""
+    metrics, predictions = evaluate_rows(cfg, ensemble.s, ensemble.p, distill.checkpoints())
+    atomic_write_bytes(cfg.predictions, predictions)
+    write_json(cfg.metrics, metrics)
+    for dataset, table in metrics["test"].items():
+        print(f"{dataset}: " + ", ".join(f"{row} {v['mean']:.3f}" for row, v in table.items()))
+    return metrics
