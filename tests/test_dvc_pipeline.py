@@ -46,15 +46,14 @@ def test_every_dvc_stage_runs_pipeline_run_stage_of_a_known_stage():
 
 def stage_configs():
     """(block, config class) of every stage, read off its `stage_config("block", Cls, ...)` calls."""
-    import importlib
     import re
 
-    from pipeline.project import stage_files
+    from pipeline.project import load_stage, stage_files
 
     found = {}
-    for path in stage_files(ROOT).values():
-        module = importlib.import_module(f"stages.{path.stem}")
-        source = Path(module.__file__).read_text()
+    for name, path in stage_files(ROOT).items():
+        module = load_stage(name, ROOT)
+        source = path.read_text()
         for block, cls in re.findall(r'stage_config\("(\w+)", (\w+)', source):
             found[block] = getattr(module, cls)
     return found
