@@ -164,8 +164,9 @@ def _all_ok(ok: bool, ctx: DistContext) -> bool:
 
 
 def label_training_set(cfg: EnsembleLabelsConfig) -> Optional[Path]:
-    """The ensemble-labels job: every training sample of the manifest (with its relabelled box)
-    through the teacher checkpoint into ``cfg.out``; returns the path on rank 0."""
+    """The ensemble-labels job: every training sample of the manifest (with its box from
+    ``cfg.boxes`` when set) through the teacher checkpoint into ``cfg.out``; returns the path on
+    rank 0 (None on the other ranks)."""
     samples = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)
     model, _ = load_checkpoint(cfg.checkpoint)
     meta = CacheMeta(teacher_sha256=checkpoint_sha256(cfg.checkpoint),
