@@ -96,6 +96,36 @@ class NonEmpty(Constraint):
         return "with at least one item"
 
 
+@dataclasses.dataclass(frozen=True)
+class FromPaths:
+    """Marker of a key whose value, when its block does not set it, is ``paths.<name>`` of the
+    params file: every file that two stages (or dvc.yaml and a stage) share is written once, in
+    the ``paths`` block. A list-typed key gets the one path as a one-item list; an optional key
+    is None when the params file has no such path."""
+    name: str
+
+
+def fill_from_paths(cls, data: Any, paths: dict, where: str) -> Any:
+    if not isinstance(data, dict):
+        return data
+    filled = dict(data)
+    for name, tp in _hints(cls).items():
+        marker = next((m for m in getattr(tp, "__metadata__", ()) if isinstance(m, FromPaths)), None)
+        if marker is None or name in filled:
+            continue
+        base = typing.get_args(tp)[0]
+        if marker.name not in paths:
+            if type(None) in typing.get_args(base):  # optional: absent means "none"
+                filled[name] = None
+                continue
+            raise ConfigError(f"{where}.{name}: not set, and the params file has no paths.{marker.name}")
+        value = paths[marker.name]
+        is_list = typing.get_origin(base) in (list, tuple) or any(
+            typing.get_origin(a) in (list, tuple) for a in typing.get_args(base))
+        filled[name] = [value] if is_list and isinstance(value, str) else value
+    return filled
+
+
 Positive = Annotated[int, AtLeast(1)]                          # sizes and counts
 NonNegative = Annotated[int, AtLeast(0)]                       # worker counts (0 = none / all), seeds
 PositiveFloat = Annotated[float, Above(0)]                     # learning rates, scales
@@ -313,11 +343,15 @@ def check_fields(obj, where: str | None = None) -> None:
 
 def stage_config(block: str, cls, params_path: str | Path = DEFAULT_PARAMS,
                  overrides: typing.Iterable[str] = ()):
-    """Read block ``block`` of the params file into ``cls`` (only that block is read)."""
+    """Read block ``block`` of the params file into ``cls`` (only that block, and the
+    ``paths`` its :class:`FromPaths` keys default to, are read)."""
     params = apply_overrides(load_params(params_path), overrides)
     if block not in params:
         raise ConfigError(f"{params_path}: no '{block}' block (stages: {', '.join(params)})")
-    return parse_block(cls, params[block], block)
+    paths = params.get("paths") or {}
+    if not isinstance(paths, dict):
+        raise ConfigError(f"{params_path}: paths: expected a mapping of names to paths")
+    return parse_block(cls, fill_from_paths(cls, params[block], paths, block), block)
 
 
 def as_dict(config) -> dict:

@@ -18,7 +18,7 @@ from typing import Annotated, Optional, Sequence
 import numpy as np
 import torch
 
-from .config import NonEmpty, NonNegative, Positive
+from .config import FromPaths, NonEmpty, NonNegative, Positive
 from .data import load_samples
 from .distributed import check_device, pick_device
 from .ensemble import num_windows
@@ -28,13 +28,13 @@ from .model import load_checkpoint
 from .pose import ANGLE_NAMES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EnsembleGridConfig:
     strides: Annotated[tuple[Positive, ...], NonEmpty()] = (1, 2, 3, 5)
     paddings: Annotated[tuple[NonNegative, ...], NonEmpty()] = (0, 2, 4, 6)
-    manifest: Path = Path("data/manifest.csv")
-    boxes: Optional[Path] = None          # relabel boxes CSV; None = the manifest's boxes
-    checkpoint: Path = Path("checkpoints/teacher/best.pt")
+    manifest: Annotated[Path, FromPaths("manifest")]
+    boxes: Annotated[Optional[Path], FromPaths("boxes")]   # relabel boxes CSV; null = the manifest's boxes
+    checkpoint: Annotated[Path, FromPaths("teacher")]
     # test sets; None = every dataset with test samples
     datasets: Optional[Annotated[tuple[str, ...], NonEmpty()]] = None
     out_dir: Path = Path("outputs/ensemble-grid")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import numpy as np
 import torch
 
-from .config import ConfigError, NonEmpty, NonNegative, Positive
+from .config import FromPaths, ConfigError, NonEmpty, NonNegative, Positive
 from .data import PoseDataset, load_samples
 from .distributed import check_device, pick_device
 from .ensemble import num_windows
@@ -40,20 +40,20 @@ if TYPE_CHECKING:  # the blocks of the two stages whose outputs are evaluated
 DIGITS = 4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvaluateConfig:
-    manifest: Path = Path("data/manifest.csv")
-    boxes: Optional[Path] = None                  # relabel boxes CSV; None = the manifest's boxes
-    prepare_report: Path = Path("data/prepare-report.json")   # says which protocol this is
-    teacher: Path = Path("checkpoints/teacher/best.pt")
+    manifest: Annotated[Path, FromPaths("manifest")]
+    boxes: Annotated[Optional[Path], FromPaths("boxes")]   # relabel boxes CSV; null = the manifest's boxes
+    prepare_report: Annotated[Path, FromPaths("prepare_report")]   # says which protocol this is
+    teacher: Annotated[Path, FromPaths("teacher")]
     # test sets; None = all of the test split
     datasets: Optional[Annotated[tuple[str, ...], NonEmpty()]] = None
     batch_size: Positive = 64
     max_windows: Positive = 512
     num_workers: NonNegative = 0
     device: str = "auto"
-    metrics: Path = Path("metrics/evaluate.json")
-    predictions: Path = Path("outputs/evaluate/predictions.csv")
+    metrics: Annotated[Path, FromPaths("evaluate")]
+    predictions: Annotated[Path, FromPaths("predictions")]
 
     def __post_init__(self):
         check_device(self.device)

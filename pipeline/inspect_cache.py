@@ -44,7 +44,7 @@ def plot_distributions(png: Path, key: str, probs: np.ndarray, bin_size: int,
 
 
 def inspect_cache(path: Path, key: Optional[str] = None, png: Optional[Path] = None,
-                  manifest: Path = Path("data/manifest.csv"), verify: bool = False) -> list[str]:
+                  manifest: Optional[Path] = None, verify: bool = False) -> list[str]:
     """Lines describing a cache (schema, provenance, size); with ``verify``, every row is
     checked first; with ``key``, the teacher's angles beside the manifest's ground truth and,
     with ``png``, its distributions drawn. Raises CacheError for a bad file or key."""
@@ -70,7 +70,7 @@ def inspect_cache(path: Path, key: Optional[str] = None, png: Optional[Path] = N
     probs = cache.probs(key, b)
     truth = None
     try:
-        match = [s for s in read_manifest(manifest) if s.key == key]
+        match = [s for s in read_manifest(manifest) if s.key == key] if manifest else []
         truth = np.array(match[0].pose) if match else None
     except ManifestError as exc:
         lines.append(f"  (no ground truth: {exc})")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Annotated, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from . import bins, distributed
 from .cache import CacheBuilder, CacheError, CacheMeta
-from .config import NonNegative, Positive
+from .config import FromPaths, NonNegative, Positive
 from .data import load_samples, samples_sha256
 from .distributed import DistContext, check_device
 from .errors import PipelineError
@@ -40,14 +40,14 @@ from .manifest import Sample, file_sha256
 from .model import checkpoint_sha256, load_checkpoint
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EnsembleLabelsConfig:
     s: Positive = 5                 # ensemble stride (eq. 5)
     p: NonNegative = 15             # ensemble padding, a multiple of s (eq. 5)
-    manifest: Path = Path("data/manifest.csv")
-    boxes: Optional[Path] = None    # relabel boxes CSV; None = the manifest's boxes
-    checkpoint: Path = Path("checkpoints/teacher/best.pt")
-    out: Path = Path("cache/teacher-labels.h5")
+    manifest: Annotated[Path, FromPaths("manifest")]
+    boxes: Annotated[Optional[Path], FromPaths("boxes")]   # relabel boxes CSV; null = the manifest's boxes
+    checkpoint: Annotated[Path, FromPaths("teacher")]
+    out: Annotated[Path, FromPaths("cache")]
     batch_size: Positive = 16       # images per DataLoader batch
     chunk_size: Positive = 256      # images per resumable part
     max_windows: Positive = 512     # windows per forward pass (whole images)

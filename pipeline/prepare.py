@@ -13,23 +13,23 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from . import protocols
-from .config import NonNegative, Positive, as_dict
+from .config import FromPaths, NonNegative, Positive, as_dict
 from .manifest import atomic_write_bytes, manifest_bytes, write_json
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PrepareConfig:
     protocol: Literal[1, 2, 3] = 1
-    data_root: Path = Path("data/raw")          # holds 300W_LP/, AFLW2000/, BIWI/, AFLW/
+    data_root: Annotated[Path, FromPaths("data_root")]   # holds 300W_LP/, AFLW2000/, BIWI/, AFLW/
     box_files: dict[str, Path] = field(default_factory=dict)  # dataset -> published JSON
     on_bad: Literal["error", "skip"] = "error"
     workers: Positive = 1
     aflw_test_images: NonNegative = protocols.AFLW_TEST_IMAGES
-    manifest: Path = Path("data/manifest.csv")
-    report: Path = Path("data/prepare-report.json")
+    manifest: Annotated[Path, FromPaths("manifest")]
+    report: Annotated[Path, FromPaths("prepare_report")]
 
 
 def summary_lines(report: dict) -> list[str]:

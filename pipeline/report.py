@@ -17,7 +17,7 @@ from typing import Annotated, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .config import AtLeast, ConfigError, NonEmpty, Positive
+from .config import FromPaths, AtLeast, ConfigError, NonEmpty, Positive
 from .data import load_samples
 from .draw import draw_axes, grid
 from .image import crop_box, encode_image, load_rgb
@@ -27,12 +27,12 @@ from .pose import ANGLE_NAMES
 PRED_THICKNESS, TRUTH_THICKNESS = 4, 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReportConfig:
-    metrics: Annotated[tuple[Path, ...], NonEmpty()] = (Path("metrics/evaluate.json"),)   # one evaluate JSON per protocol
-    predictions: Path = Path("outputs/evaluate/predictions.csv")    # of the first metrics file
-    manifest: Path = Path("data/manifest.csv")
-    boxes: Optional[Path] = None
+    metrics: Annotated[tuple[Path, ...], NonEmpty(), FromPaths("evaluate")]   # one evaluate JSON per protocol
+    predictions: Annotated[Path, FromPaths("predictions")]    # of the first metrics file
+    manifest: Annotated[Path, FromPaths("manifest")]
+    boxes: Annotated[Optional[Path], FromPaths("boxes")]
     figure_row: str = ""              # row drawn in figure 7; "" = the first KD row
     images_per_set: Positive = 4
     cell: Annotated[int, AtLeast(32)] = 160      # pixels

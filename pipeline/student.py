@@ -14,13 +14,13 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import torch
 
 from .augment import AugmentConfig
 from .cache import TeacherCache
-from .config import ConfigError, NonNegativeFloat, as_dict
+from .config import FromPaths, ConfigError, NonNegativeFloat, as_dict
 from .data import PoseDataset, holdout_split, load_samples, samples_sha256
 from .distill import DistillDataset, RotationRule, open_student_cache
 from .distributed import barrier, setup, teardown
@@ -33,11 +33,11 @@ from .train import TRAINING_CODE_MODULES, TrainingStageConfig, fit
 STUDENT_BIN = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DistillConfig(TrainingStageConfig):
     students: tuple[str, ...] = ("resnet18",)      # one DVC stage per backbone (foreach)
-    cache: Path = Path("cache/teacher-labels.h5")
-    teacher: Optional[Path] = Path("checkpoints/teacher/best.pt")  # checked against the cache; None: not checked
+    cache: Annotated[Path, FromPaths("cache")]
+    teacher: Annotated[Optional[Path], FromPaths("teacher")]   # checked against the cache; null: not checked
     w_cls: NonNegativeFloat = 0.05                 # eq. 7 weight of the ground-truth CE
     # how the cached target follows a rotated crop; only used when augment.rotate > 0. Measured
     # (`pipeline bench kd-rotation`, embedded data): the shifted target is further from the
@@ -45,7 +45,7 @@ class DistillConfig(TrainingStageConfig):
     # does not rotate (targets exact up to the flip rule) and "none" is the better fallback.
     teacher_rotation: RotationRule = "none"
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(rotate=0.0))
-    checkpoint_dir: Path = Path("checkpoints/students")
+    checkpoint_dir: Annotated[Path, FromPaths("students")]
     state_dir: Path = Path("checkpoints/students-state")
     metrics_dir: Path = Path("metrics/distill")
     live_dir: Path = Path("dvclive/distill")

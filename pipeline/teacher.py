@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import torch
 
 from . import bins
 from .augment import AugmentConfig, augmentation_grid
-from .config import Positive, as_dict
+from .config import FromPaths, Positive, as_dict
 from .data import PoseDataset, holdout_split, load_samples, samples_sha256
 from .distributed import barrier, setup, teardown
 from .losses import teacher_loss
@@ -32,14 +32,14 @@ from .model import BACKBONES, build_model, checkpoint_meta, load_checkpoint, wei
 from .train import TRAINING_CODE_MODULES, TrainingStageConfig, fit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainTeacherConfig(TrainingStageConfig):
     backbone: str = "resnet18"
     bin_sizes: tuple[int, ...] = bins.BIN_SIZES
     regression: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     grid_samples: Positive = 6
-    checkpoint: Path = Path("checkpoints/teacher/best.pt")
+    checkpoint: Annotated[Path, FromPaths("teacher")]
     state_dir: Path = Path("checkpoints/teacher-state")
     metrics: Path = Path("metrics/train-teacher.json")
     live_dir: Path = Path("dvclive/train-teacher")

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from . import bins
-from .config import AtLeast, Fraction, NonNegative, Positive, PositiveFloat, check_fields
+from .config import FromPaths, AtLeast, Fraction, NonNegative, Positive, PositiveFloat, check_fields
 from .distributed import DistContext, barrier, setup, synchronize
 from .errors import PipelineError
 from .files import atomic_path, atomic_write_bytes
@@ -56,7 +56,7 @@ def code_fingerprint(modules: Sequence[str] = TRAINING_CODE_MODULES) -> str:
     return h.hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainSettings:
     epochs: Positive
     batch_size: Positive         # global batch, split evenly over the DDP processes
@@ -70,11 +70,11 @@ class TrainSettings:
         check_fields(self)       # the constraints above (also built in code, not only from params)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainingStageConfig:
     """The params keys shared by the train-teacher and distill blocks (each stage subclasses it)."""
-    manifest: Path = Path("data/manifest.csv")
-    boxes: Optional[Path] = None          # relabel stage's boxes CSV; None: the manifest's boxes
+    manifest: Annotated[Path, FromPaths("manifest")]
+    boxes: Annotated[Optional[Path], FromPaths("boxes")]   # relabel stage's boxes CSV; null: the manifest's boxes
     weights: str = "none"                 # none | imagenet | path of a weights file
     input_size: Annotated[int, AtLeast(16)] = 64   # pixels
     val_fraction: Fraction = 0.1

@@ -59,20 +59,61 @@ def stage_configs():
     return found
 
 
-@pytest.mark.parametrize("params_file", ["params.yaml", "params-paper.yaml"])
-def test_every_params_block_parses_into_its_stage_config(params_file):
-    """Both profiles are valid for every stage (typed configs reject unknown keys)."""
-    path = ROOT / params_file
-    assert path.exists(), f"{params_file} is missing"
+@pytest.mark.parametrize("profile", [None, "paper"])
+def test_every_params_block_parses_into_its_stage_config(profile, tmp_path):
+    """The default params and every profile applied to them are valid for every stage
+    (typed configs reject unknown keys; path keys come from the `paths` block)."""
+    from pipeline.config import stage_config
+    from pipeline.profiles import apply_profile
+
+    path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", path)
+    if profile:
+        changed = apply_profile(ROOT / "profiles" / f"{profile}.yaml", path)
+        assert "paths.data_root" in changed and "train_teacher.backbone" in changed
+        assert path.read_text().count("#") == (ROOT / "params.yaml").read_text().count("#")  # comments kept
     params = load_params(path)
     configs = stage_configs()
     assert len(configs) >= 6
     for block, cls in configs.items():
-        assert block in params, f"{params_file}: no '{block}' block"
+        assert block in params, f"{profile}: no '{block}' block"
         try:
-            parse_block(cls, params[block], block)
+            cfg = stage_config(block, cls, path)
         except ConfigError as exc:
-            pytest.fail(f"{params_file}: {exc}")
+            pytest.fail(f"{profile}: {exc}")
+        if hasattr(cfg, "manifest"):
+            assert str(cfg.manifest) == params["paths"]["manifest"]
+
+
+def test_a_profile_key_the_params_lack_is_an_error(tmp_path):
+    from pipeline.profiles import apply_profile
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "typo.yaml").write_text("train_teacher: {epoch: 3}\n")
+    before = (tmp_path / "params.yaml").read_bytes()
+    with pytest.raises(ConfigError, match="train_teacher.epoch: not a key of the params file"):
+        apply_profile(tmp_path / "typo.yaml", tmp_path / "params.yaml")
+    assert (tmp_path / "params.yaml").read_bytes() == before
+
+
+def test_each_shared_path_is_written_once():
+    """No path of the `paths` block is written again in params.yaml, dvc.yaml or as a code default
+    (a `Path("...")` in the library); data_root is left out: in the default profile it is also
+    where `synth` writes."""
+    import ast
+    import re
+    params = load_params(ROOT / "params.yaml")
+    defaults = [node.args[0].value for path in (ROOT / "pipeline").rglob("*.py")
+                for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Path"
+                and node.args and isinstance(node.args[0], ast.Constant)]
+    texts = {name: (ROOT / name).read_text() for name in ("params.yaml", "dvc.yaml")}
+    for name, value in params["paths"].items():
+        if name == "data_root":
+            continue
+        whole = re.compile(re.escape(value) + r"(?![\w-])")  # not checkpoints/students-state
+        assert len(whole.findall(texts["params.yaml"])) == 1 and not whole.findall(texts["dvc.yaml"]), name
+        assert value not in defaults, name
 
 
 DVC_ENV = {**os.environ, "DVC_NO_ANALYTICS": "1"}  # no network calls from the test

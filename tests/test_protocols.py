@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from pathlib import Path
 import pytest
 
 from pipeline import pose as posemod
@@ -187,7 +188,8 @@ def test_authors_key_layouts_match_in_prepare_and_relabel(tmp_path):
 
     # relabel's json backend, on the keys and image paths prepare wrote
     shifted = [replace(s, box=(s.box[0] + 1, s.box[1], s.box[2] + 1, s.box[3])) for s in samples]
-    outcomes = relabel_samples(shifted, RelabelConfig(backend="json", json_files=files, workers=1))
+    outcomes = relabel_samples(shifted, RelabelConfig(backend="json", json_files=files, workers=1, manifest=Path("m.csv"),
+                                                        boxes=Path("b.csv")))
     assert {o.key: (o.box, o.source) for o in outcomes} == {k: (b, "json") for k, b in expected.items()}
 
 

@@ -41,7 +41,7 @@ def sample(key, image, box, split="train", dataset="300W_LP") -> Sample:
 
 
 def config(**kw) -> RelabelConfig:
-    return RelabelConfig(**{"workers": 1, **kw})
+    return RelabelConfig(**{"workers": 1, "manifest": Path("manifest.csv"), "boxes": Path("boxes.csv"), **kw})
 
 
 def test_landmark_rule_is_a_scaled_square_about_the_centre():
@@ -271,4 +271,5 @@ def test_landmarks_backend_through_the_stage(tmp_path):
 ])
 def test_config_rejects_bad_values(tmp_path, block, problem):
     with pytest.raises(ConfigError, match=problem):
-        stage_config("relabel", RelabelConfig, write_params(tmp_path / "params.yaml", block))
+        stage_config("relabel", RelabelConfig, write_params(tmp_path / "params.yaml",
+                                                            {"manifest": "m.csv", "boxes": "b.csv", **block}))

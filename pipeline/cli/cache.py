@@ -15,12 +15,17 @@ def inspect_cache(
     path: Annotated[Path, typer.Argument(help="teacher cache, e.g. cache/teacher-labels.h5")],
     key: Annotated[Optional[str], typer.Option("--key", help="sample key to show")] = None,
     png: Annotated[Optional[Path], typer.Option("--png", help="write the key's distributions here")] = None,
-    manifest: Annotated[Path, typer.Option("--manifest", help="manifest with the ground truth")] = Path("data/manifest.csv"),
+    manifest: Annotated[Optional[Path], typer.Option("--manifest", help="manifest with the ground truth "
+                                                     "(default: paths.manifest of --params)")] = None,
+    params: Annotated[Path, typer.Option("--params", help="params file")] = Path("params.yaml"),
     verify: Annotated[bool, typer.Option("--verify", help="read every row: checksums, distributions, finite "
                                          "angles and boxes (exit 1 if the file is damaged)")] = False,
 ):
     """Schema, provenance and size of a teacher cache; one sample's distributions."""
+    from ..config import load_params
     from ..inspect_cache import inspect_cache as describe
 
+    if manifest is None and params.is_file():
+        manifest = (load_params(params).get("paths") or {}).get("manifest")
     for line in describe(path, key, png, manifest, verify):
         typer.echo(line)

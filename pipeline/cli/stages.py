@@ -53,3 +53,14 @@ def dvc_deps(check: Annotated[bool, typer.Option("--check", help="only report; e
     if check and problems:
         typer.echo("dvc.yaml code deps are out of date: run `pipeline dvc-deps`", err=True)
         raise typer.Exit(1)
+
+
+@app.command("profile")
+@exits_on_errors
+def profile(name: Annotated[str, typer.Argument(help="profiles/<name>.yaml (e.g. paper), or a file of overrides")],
+            params: Annotated[Path, typer.Option("--params", help="params file to change in place")] = Path("params.yaml")):
+    """Switch params.yaml to a profile: merge its overrides in place (comments kept)."""
+    from ..profiles import apply_profile
+
+    changed = apply_profile(name, params)
+    typer.echo(f"{params}: {len(changed)} keys set from profile {name}" + (f" ({', '.join(changed)})" if changed else ""))

@@ -5,17 +5,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-from ..config import Above, NonNegative, Positive, PositiveFloat, Probability
+from ..config import FromPaths, Above, NonNegative, Positive, PositiveFloat, Probability
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HaarConfig:
     scale_factor: Annotated[float, Above(1)] = 1.1   # cv2.CascadeClassifier.detectMultiScale
     min_neighbors: NonNegative = 5
     min_size: Positive = 24        # smallest face side in pixels
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class YuNetConfig:
     model: Path = Path("models/face_detection_yunet_2023mar.onnx")
     score_threshold: Probability = 0.6
@@ -23,10 +23,10 @@ class YuNetConfig:
     top_k: Positive = 50
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RelabelConfig:
-    manifest: Path = Path("data/manifest.csv")
-    boxes: Path = Path("data/boxes.csv")
+    manifest: Annotated[Path, FromPaths("manifest")]
+    boxes: Annotated[Path, FromPaths("boxes")]
     report: Path = Path("data/relabel-report.json")
     backend: Literal["haar", "yunet", "landmarks", "json"] = "landmarks"
     landmark_scale: PositiveFloat = 1.2   # fallback / landmarks box: square of side scale * max(w, h)

@@ -1,0 +1,47 @@
+"""Profiles: short files of overrides (``profiles/<name>.yaml``) on the default ``params.yaml``.
+
+``pipeline profile paper`` merges ``profiles/paper.yaml`` into ``params.yaml`` in place (blocks
+merged key by key, lists and values replaced, comments kept), so DVC, ``dvc exp run -S`` and
+every stage keep reading the one params file. A key the params file does not have is an error
+(a typo would otherwise be ignored). ``git checkout params.yaml`` returns to the default.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from .config import ConfigError
+from .files import atomic_write_bytes
+
+
+def _merge(target, overrides, where: str, changed: list[str]) -> None:
+    for key, value in overrides.items():
+        name = f"{where}.{key}" if where else str(key)
+        if key not in target:
+            raise ConfigError(f"{name}: not a key of the params file (known: {', '.join(map(str, target))})")
+        if isinstance(value, dict) and isinstance(target[key], dict):
+            _merge(target[key], value, name, changed)
+        elif target[key] != value:
+            target[key] = value
+            changed.append(name)
+
+
+def apply_profile(profile: str | Path, params: str | Path = Path("params.yaml")) -> list[str]:
+    """Merge a profile (a name under ``profiles/`` or a file) into ``params``; returns the keys changed."""
+    from ruamel.yaml import YAML
+
+    path = Path(profile)
+    if not path.suffix:
+        path = Path(params).parent / "profiles" / f"{profile}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (Path(params).parent / "profiles").glob("*.yaml"))
+        raise ConfigError(f"{path}: no such profile (known: {', '.join(known) or 'none'})")
+    yaml = YAML()
+    yaml.width = 100
+    doc = yaml.load(Path(params).read_text())
+    changed: list[str] = []
+    _merge(doc, yaml.load(path.read_text()) or {}, "", changed)
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    atomic_write_bytes(params, out.getvalue().encode())
+    return changed
