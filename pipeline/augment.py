@@ -28,7 +28,8 @@ import numpy as np
 from .config import InRange, check_fields
 from .draw import draw_axes, grid
 from .image import crop_box, encode_image, load_rgb
-from .manifest import Sample, atomic_write_bytes
+from .manifest import Sample
+from .files import atomic_write_bytes
 from .pose import flip_pose, rotate_pose_in_plane
 
 

@@ -19,7 +19,8 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping, Optional, Sequence
 
 from .datasets import IMAGE_FOLDERS
-from .manifest import Sample, _fmt, atomic_write_bytes
+from .manifest import Sample, _fmt
+from .files import atomic_write_bytes
 from .errors import PipelineError
 
 Box = tuple[float, float, float, float]

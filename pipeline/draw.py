@@ -32,3 +32,16 @@ def grid(images, columns: int) -> np.ndarray:
         r, c = divmod(i, columns)
         sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
     return sheet
+
+
+def save_figure(fig, path) -> None:
+    """A matplotlib figure as a PNG at ``path`` (100 dpi, written atomically); closes the figure."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from .files import atomic_write_bytes
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

@@ -59,7 +59,7 @@ def code_deps(entry: Path) -> list[str]:
         return [f for f in found if f is not None]
 
     seen: set[Path] = set()
-    todo = files_run_by(_dotted(entry.resolve()))
+    todo = [entry.resolve()]  # run-stage loads the entry by its path (pipeline.project)
     while todo:
         path = todo.pop()
         if path not in seen:

@@ -9,7 +9,6 @@ blank where s does not divide p).
 """
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,9 @@ from .data import load_samples
 from .distributed import check_device, pick_device
 from .ensemble import num_windows
 from .labeling import LabelingError, ensemble_predictions
-from .manifest import Sample, atomic_write_bytes, poses_array
+from .manifest import Sample, poses_array
+from .draw import save_figure
+from .files import atomic_write_bytes
 from .model import load_checkpoint
 from .pose import ANGLE_NAMES
 
@@ -104,10 +105,7 @@ def heatmap(rows: list[dict], strides, paddings, png: Path) -> None:
         ax.set_title(f"{dataset}: mean MAE")
         fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(png, buf.getvalue())
+    save_figure(fig, png)
 
 
 def ensemble_grid(cfg: EnsembleGridConfig) -> list[dict]:

@@ -28,7 +28,8 @@ from .data import PoseDataset, load_samples
 from .distributed import check_device, pick_device
 from .ensemble import num_windows
 from .labeling import ensemble_predictions
-from .manifest import atomic_write_bytes, file_sha256, poses_array, write_json
+from .manifest import poses_array
+from .files import atomic_write_bytes, file_sha256, write_json
 from .metrics import mae_summary, predict_dataset
 from .model import load_checkpoint
 from .pose import ANGLE_NAMES

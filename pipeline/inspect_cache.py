@@ -6,7 +6,6 @@ ensemble distributions (pitch, yaw, roll) with both marked.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Optional
 
@@ -14,7 +13,8 @@ import numpy as np
 
 from . import bins
 from .cache import open_cache
-from .manifest import ManifestError, atomic_write_bytes, read_manifest
+from .manifest import ManifestError, read_manifest
+from .draw import save_figure
 from .pose import ANGLE_NAMES
 
 
@@ -37,10 +37,7 @@ def plot_distributions(png: Path, key: str, probs: np.ndarray, bin_size: int,
     axes[0].set_ylabel(f"probability (b{bin_size})")
     fig.suptitle(key)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(png, buf.getvalue())
+    save_figure(fig, png)
 
 
 def inspect_cache(path: Path, key: Optional[str] = None, png: Optional[Path] = None,

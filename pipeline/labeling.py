@@ -36,7 +36,8 @@ from .distributed import DistContext, check_device
 from .errors import PipelineError
 from .ensemble import check_autocast, check_stride_padding, ensemble_distributions, input_hw
 from .image import ImageError, check_box, crop_box, load_rgb, to_tensor
-from .manifest import Sample, file_sha256
+from .manifest import Sample
+from .files import file_sha256
 from .model import checkpoint_sha256, load_checkpoint
 
 

@@ -16,7 +16,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 from .errors import PipelineError
-from .files import atomic_write_bytes, file_sha256, write_json  # noqa: F401 (re-exported)
+from .files import atomic_write_bytes
 
 COLUMNS = ("key", "dataset", "split", "subject", "image",
            "pitch", "yaw", "roll", "x1", "y1", "x2", "y2")

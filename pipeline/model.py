@@ -17,7 +17,7 @@ from torchvision import models
 
 from . import bins
 from .errors import PipelineError
-from .manifest import file_sha256
+from .files import file_sha256
 from .pose import ANGLE_NAMES, CONVENTION
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")

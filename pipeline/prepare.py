@@ -17,7 +17,8 @@ from typing import Annotated, Literal
 
 from . import protocols
 from .config import FromPaths, NonNegative, Positive, as_dict
-from .manifest import atomic_write_bytes, manifest_bytes, write_json
+from .manifest import manifest_bytes
+from .files import atomic_write_bytes, write_json
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,7 +21,8 @@ from .config import FromPaths, AtLeast, ConfigError, NonEmpty, Positive
 from .data import load_samples
 from .draw import draw_axes, grid
 from .image import crop_box, encode_image, load_rgb
-from .manifest import Sample, atomic_write_bytes
+from .manifest import Sample
+from .files import atomic_write_bytes
 from .pose import ANGLE_NAMES
 
 PRED_THICKNESS, TRUTH_THICKNESS = 4, 1

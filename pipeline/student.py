@@ -25,7 +25,7 @@ from .data import PoseDataset, holdout_split, load_samples, samples_sha256
 from .distill import DistillDataset, RotationRule, open_student_cache
 from .distributed import barrier, setup, teardown
 from .losses import distillation_loss
-from .manifest import file_sha256, write_json
+from .files import file_sha256, write_json
 from .metrics import evaluate
 from .model import BACKBONES, build_model, checkpoint_meta, load_checkpoint, weights_fingerprint
 from .train import TRAINING_CODE_MODULES, TrainingStageConfig, fit
@@ -101,7 +101,7 @@ def distill(cfg: DistillConfig, backbone: str, on_step=None) -> Optional[dict]:
         meta = {**checkpoint_meta(model, config, manifest_sha, inputs), "teacher_cache": provenance}
         loss = functools.partial(distillation_loss, w_cls=cfg.w_cls, head=f"b{STUDENT_BIN}")
         # this module wires the student, eq. 7 and the cached targets: its source is part of the run's identity
-        summary = fit(model, loss, train_set, val_set, cfg.settings(), cfg.state_dir / backbone,
+        summary = fit(model, loss, train_set, val_set, cfg, cfg.state_dir / backbone,
                       cfg.checkpoint(backbone), meta, cfg.live_dir / backbone, ctx, on_step,
                       code_modules=TRAINING_CODE_MODULES + ("distill", "cache", "student"))
         barrier(ctx)

@@ -26,7 +26,7 @@ from .config import FromPaths, Positive, as_dict
 from .data import PoseDataset, holdout_split, load_samples, samples_sha256
 from .distributed import barrier, setup, teardown
 from .losses import teacher_loss
-from .manifest import file_sha256, write_json
+from .files import file_sha256, write_json
 from .metrics import evaluate, trivial_mae
 from .model import BACKBONES, build_model, checkpoint_meta, load_checkpoint, weights_fingerprint
 from .train import TRAINING_CODE_MODULES, TrainingStageConfig, fit
@@ -68,7 +68,7 @@ def train_teacher(cfg: TrainTeacherConfig, on_step=None) -> Optional[dict]:
         inputs = {"samples_sha256": samples_sha256(samples), "weights": weights_fingerprint(cfg.weights)}
         meta = checkpoint_meta(model, as_dict(cfg), file_sha256(cfg.manifest), inputs)
         # this module wires the model, loss and data of stage 1: its source is part of the run's identity
-        summary = fit(model, teacher_loss, train_set, val_set, cfg.settings(), cfg.state_dir,
+        summary = fit(model, teacher_loss, train_set, val_set, cfg, cfg.state_dir,
                       cfg.checkpoint, meta, cfg.live_dir, ctx, on_step,
                       code_modules=TRAINING_CODE_MODULES + ("teacher",))
         barrier(ctx)

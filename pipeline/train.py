@@ -57,22 +57,9 @@ def code_fingerprint(modules: Sequence[str] = TRAINING_CODE_MODULES) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainSettings:
-    epochs: Positive
-    batch_size: Positive         # global batch, split evenly over the DDP processes
-    lr: PositiveFloat
-    seed: NonNegative = 0
-    workers: NonNegative = 1     # DataLoader worker processes per training process
-    checkpoint_every: Positive = 50   # steps between 'last' checkpoints (also at every epoch end)
-    device: str = "auto"         # auto | cpu | cuda
-
-    def __post_init__(self):
-        check_fields(self)       # the constraints above (also built in code, not only from params)
-
-
-@dataclass(frozen=True, kw_only=True)
 class TrainingStageConfig:
-    """The params keys shared by the train-teacher and distill blocks (each stage subclasses it)."""
+    """The params keys shared by the train-teacher and distill blocks (each stage subclasses
+    it): the data a run reads and the settings :func:`fit` uses."""
     manifest: Annotated[Path, FromPaths("manifest")]
     boxes: Annotated[Optional[Path], FromPaths("boxes")]   # relabel stage's boxes CSV; null: the manifest's boxes
     weights: str = "none"                 # none | imagenet | path of a weights file
@@ -80,17 +67,15 @@ class TrainingStageConfig:
     val_fraction: Fraction = 0.1
     val_group: Literal["subject", "key"] = "subject"   # what the held-out slice keeps together
     epochs: Positive = 8
-    batch_size: Positive = 32
+    batch_size: Positive = 32    # global batch, split evenly over the DDP processes
     lr: PositiveFloat = 1e-3
     seed: NonNegative = 0
-    workers: NonNegative = 1
-    checkpoint_every: Positive = 50
-    device: str = "auto"
+    workers: NonNegative = 1     # DataLoader worker processes per training process
+    checkpoint_every: Positive = 50   # steps between 'last' checkpoints (also at every epoch end)
+    device: str = "auto"         # auto | cpu | cuda
 
-    def settings(self) -> TrainSettings:
-        return TrainSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
-                             workers=self.workers, checkpoint_every=self.checkpoint_every,
-                             device=self.device)
+    def __post_init__(self):
+        check_fields(self)       # the constraints above (also when built in code, not from params)
 
 
 class EpochBatches(Sampler):
@@ -182,7 +167,7 @@ def _to_device(batch: dict, device: torch.device) -> dict:
             for k, v in batch.items()}
 
 
-def fit(model: HeadPoseNet, loss_fn: LossFn, train_set, val_set, settings: TrainSettings,
+def fit(model: HeadPoseNet, loss_fn: LossFn, train_set, val_set, settings: TrainingStageConfig,
         state_dir: str | Path, best_path: str | Path, meta: dict, live_dir: Optional[str | Path] = None,
         ctx: Optional[DistContext] = None, on_step: Optional[Callable[[int], None]] = None,
         code_modules: Sequence[str] = TRAINING_CODE_MODULES) -> dict:

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.manifest import Sample, file_sha256, write_manifest
+from pipeline.manifest import Sample, write_manifest
+from pipeline.files import file_sha256
 from pipeline.model import build_model, checkpoint_meta
 
 BOX = (6.0, 8.0, 26.0, 32.0)

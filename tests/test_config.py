@@ -140,15 +140,16 @@ def test_markers_accept_their_bounds():
 def test_check_fields_covers_configs_built_in_code():
     from pipeline.augment import AugmentConfig
     from pipeline.synth import SynthConfig
-    from pipeline.train import TrainSettings
+    from pipeline.train import TrainingStageConfig
 
     check_fields(Marked())
     with pytest.raises(ConfigError, match="Marked.batch: expected int >= 1, got 0"):
         check_fields(Marked(batch=0))
-    with pytest.raises(ValueError, match="TrainSettings.epochs: expected int >= 1, got 0"):
-        TrainSettings(epochs=0, batch_size=8, lr=1e-3)
-    with pytest.raises(ValueError, match="TrainSettings.lr: expected a finite float, got nan"):
-        TrainSettings(epochs=1, batch_size=8, lr=math.nan)
+    data = {"manifest": Path("m.csv"), "boxes": None}
+    with pytest.raises(ValueError, match="TrainingStageConfig.epochs: expected int >= 1, got 0"):
+        TrainingStageConfig(epochs=0, batch_size=8, lr=1e-3, **data)
+    with pytest.raises(ValueError, match="TrainingStageConfig.lr: expected a finite float, got nan"):
+        TrainingStageConfig(epochs=1, batch_size=8, lr=math.nan, **data)
     with pytest.raises(ValueError, match="augment.rotate: expected a finite float"):
         AugmentConfig(rotate=math.nan)
     with pytest.raises(ValueError, match="synth.workers: expected int >= 0, got -1"):

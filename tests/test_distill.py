@@ -14,7 +14,8 @@ from pipeline.cache import CacheError, CacheMeta, open_cache, write_cache
 from pipeline.config import stage_config
 from pipeline.distill import DistillDataset, open_student_cache, shift_distribution, teacher_target
 from pipeline.losses import distillation_loss
-from pipeline.manifest import Sample, file_sha256, write_manifest
+from pipeline.manifest import Sample, write_manifest
+from pipeline.files import file_sha256
 from pipeline.model import build_model, read_checkpoint
 from pipeline.pose import flip_pose, rotate_pose_in_plane
 from pipeline.project import load_stage

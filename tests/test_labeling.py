@@ -21,7 +21,7 @@ from pipeline.config import stage_config
 from pipeline.ensemble import ensemble_distributions
 from pipeline.image import crop_box, load_rgb, to_tensor
 from pipeline.labeling import EnsembleLabelsConfig, LabelingError, label_training_set
-from pipeline.manifest import file_sha256
+from pipeline.files import file_sha256
 from pipeline.project import load_stage
 from fixtures_project import noise_samples, write_project
 

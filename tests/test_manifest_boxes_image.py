@@ -6,7 +6,8 @@ import pytest
 
 from pipeline import boxes as BX
 from pipeline import image as IM
-from pipeline.manifest import ManifestError, Sample, file_sha256, read_manifest, write_manifest
+from pipeline.manifest import ManifestError, Sample, read_manifest, write_manifest
+from pipeline.files import file_sha256
 
 
 def sample(key, split="train", box=(1, 2, 30, 40)):

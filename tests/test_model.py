@@ -6,7 +6,7 @@ from pipeline import bins
 from pipeline.model import (CheckpointError, WeightsError, build_model, checkpoint_meta,
                             checkpoint_sha256, load_checkpoint)
 from pipeline.pose import CONVENTION
-from pipeline.manifest import atomic_write_bytes
+from pipeline.files import atomic_write_bytes
 
 
 def _save(model, path, **extra):

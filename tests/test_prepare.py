@@ -11,7 +11,8 @@ import yaml
 from pipeline import pose as posemod
 from pipeline.config import ConfigError
 from pipeline.datasets import DatasetError
-from pipeline.manifest import file_sha256, read_manifest
+from pipeline.manifest import read_manifest
+from pipeline.files import file_sha256
 from pipeline.project import load_stage as get_stage
 from fixtures_formats import face_landmarks, write_3ddfa, write_biwi_frame, write_box_json
 

@@ -5,6 +5,7 @@ import sys
 
 import cv2
 import numpy as np
+from pathlib import Path
 import pytest
 import torch
 import yaml
@@ -13,13 +14,14 @@ from pipeline.augment import AugmentConfig
 from pipeline.config import stage_config
 from pipeline.data import PoseDataset, holdout_split, load_samples
 from pipeline.losses import teacher_loss
-from pipeline.manifest import ManifestError, Sample, file_sha256, write_manifest
+from pipeline.manifest import ManifestError, Sample, write_manifest
+from pipeline.files import file_sha256
 from pipeline.metrics import evaluate, mae_summary, trivial_mae
 from pipeline.model import build_model, checkpoint_meta, load_checkpoint
 from pipeline.pose import rotation_from_pose
 from pipeline.project import load_stage
 from pipeline.teacher import TrainTeacherConfig, train_teacher
-from pipeline.train import EpochBatches, TrainSettings, fit
+from pipeline.train import EpochBatches, TrainingStageConfig, fit
 
 POINTS = [((0, 0, -1.0), (255, 60, 60)), ((-0.45, -0.35, -0.7), (60, 255, 60)),
           ((0.45, -0.35, -0.7), (60, 255, 60)), ((0, 0.55, -0.6), (60, 60, 255)),
@@ -56,6 +58,11 @@ def manifest(tmp_path_factory):
     return make_manifest(tmp_path_factory.mktemp("data"))
 
 
+def settings_of(**kw) -> TrainingStageConfig:
+    """fit's settings; the data keys are unused by fit itself."""
+    return TrainingStageConfig(manifest=Path("unused.csv"), boxes=None, **kw)
+
+
 def small_fit(manifest, out, settings, on_step=None, val=True):
     samples = load_samples(manifest, split="train")
     train_set = PoseDataset(samples[:16], 32, AugmentConfig(), seed=settings.seed)
@@ -82,7 +89,7 @@ def test_epoch_batches_same_global_batch_for_any_world_size():
 
 def test_resume_after_a_kill_continues_where_it_stopped(manifest, tmp_path):
     # 2 steps per epoch; 'last' is written only at epoch ends, so a kill after step 3 loses it
-    settings = TrainSettings(epochs=2, batch_size=8, lr=1e-3, workers=0, checkpoint_every=100)
+    settings = settings_of(epochs=2, batch_size=8, lr=1e-3, workers=0, checkpoint_every=100)
     full, summary = small_fit(manifest, tmp_path / "full", settings)
 
     class Killed(Exception):
@@ -110,7 +117,7 @@ def test_resume_after_a_kill_continues_where_it_stopped(manifest, tmp_path):
 
 
 def test_worker_processes_do_not_change_results(manifest, tmp_path):
-    runs = [small_fit(manifest, tmp_path / f"w{w}", TrainSettings(epochs=1, batch_size=8, lr=1e-3, workers=w),
+    runs = [small_fit(manifest, tmp_path / f"w{w}", settings_of(epochs=1, batch_size=8, lr=1e-3, workers=w),
                       val=False)[0] for w in (0, 2)]
     for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values()):
         assert torch.equal(a, b)

@@ -24,7 +24,7 @@ from ..distill import DistillDataset, open_student_cache
 from ..ensemble import ensemble_distributions, num_windows
 from ..image import crop_box, load_rgb, to_tensor
 from ..losses import distillation_loss, teacher_loss
-from ..manifest import file_sha256
+from ..files import file_sha256
 from ..model import build_model, checkpoint_meta, load_checkpoint
 from ..student import DistillConfig
 from ..train import fit
@@ -57,7 +57,7 @@ def online_loss(teacher, s: int, p: int, w_cls: float):
 def _timed_fit(cfg, backbone, loss_fn, dataset, workers) -> dict:
     torch.manual_seed(cfg.seed)
     model = build_model(backbone, (1,), regression=False, weights=None, input_size=cfg.input_size)
-    settings = replace(cfg.settings(), epochs=1, workers=workers, checkpoint_every=10 ** 9)
+    settings = replace(cfg, epochs=1, workers=workers, checkpoint_every=10 ** 9)
     with tempfile.TemporaryDirectory() as tmp:
         return fit(model, loss_fn, dataset, None, settings, tmp, Path(tmp) / "best.pt",
                    checkpoint_meta(model, {}, ""))["timing"]

@@ -87,7 +87,7 @@ def run(params: Path = Path("params.yaml"), samples: int = 48,
     from ..config import ConfigError, stage_config
     from ..data import load_samples
     from ..distill import open_student_cache
-    from ..manifest import file_sha256
+    from ..files import file_sha256
     from ..model import load_checkpoint
 
     cfg = stage_config("distill", DistillConfig, params)

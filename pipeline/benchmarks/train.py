@@ -33,7 +33,7 @@ def run(params: Path = Path("params.yaml"), steps: int = 20, workers: Optional[i
     for count in sorted({0, cfg.workers if workers is None else workers}):
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.backbone, cfg.bin_sizes, cfg.regression, None, cfg.input_size)
-        settings = replace(cfg.settings(), epochs=1, workers=count, checkpoint_every=10 ** 9)
+        settings = replace(cfg, epochs=1, workers=count, checkpoint_every=10 ** 9)
         with tempfile.TemporaryDirectory() as tmp:
             summary = fit(model, teacher_loss, train_set, None, settings, tmp, Path(tmp) / "best.pt",
                           checkpoint_meta(model, {}, ""))

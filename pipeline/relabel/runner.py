@@ -33,7 +33,8 @@ from tqdm import tqdm
 
 from ..boxes import Box, iou, write_boxes
 from ..image import ImageError, check_box, load_rgb
-from ..manifest import Sample, read_manifest, write_json
+from ..manifest import Sample, read_manifest
+from ..files import write_json
 from .config import RelabelConfig
 from .errors import RelabelError
 from .haar import HaarDetector

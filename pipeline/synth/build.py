@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..config import AtLeast, Fraction, InRange, NonNegative, Positive, Probability, as_dict, check_fields
 from ..datasets import biwi
 from ..image import encode_image
-from ..manifest import atomic_write_bytes
+from ..files import atomic_write_bytes
 from ..pose import flip_pose, in_range, rotation_from_pose
 from ..protocols import BIWI_TEST_SUBJECTS
 from . import writers
