@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from . import bins, distributed
-from .cache import CacheBuilder, CacheError, CacheMeta
+from .cache import CacheBuilder, CacheError, CacheMeta, open_cache
 from .config import FromPaths, NonNegative, Positive
 from .data import load_samples, samples_sha256
 from .distributed import DistContext, check_device
@@ -55,6 +55,7 @@ class EnsembleLabelsConfig:
     num_workers: NonNegative = 2
     device: str = "auto"            # auto|cpu|cuda; auto = cuda:LOCAL_RANK when available, else cpu
     amp: bool = True                # bf16 autocast + channels_last on CUDA (checked vs fp32)
+    force: bool = False             # label even if `out` is complete and current (by hand: --set)
 
     def __post_init__(self):
         check_stride_padding(self.s, self.p)
@@ -176,17 +177,30 @@ def label_training_set(cfg: EnsembleLabelsConfig) -> Optional[Path]:
                      input_size=input_hw(model.input_size), bin_sizes=tuple(model.bin_sizes))
     out = label_samples(samples, model, cfg.out, meta, batch_size=cfg.batch_size,
                         chunk_size=cfg.chunk_size, num_workers=cfg.num_workers,
-                        device=cfg.device, amp=cfg.amp, max_windows=cfg.max_windows)
+                        device=cfg.device, amp=cfg.amp, max_windows=cfg.max_windows, force=cfg.force)
     if out is not None:
         print(f"{out}: {len(samples)} training samples, A={meta.A} windows each")
     return out
 
 
+def _is_current(path: Path, meta: CacheMeta, keys: Sequence[str]) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        cache = open_cache(path)
+    except CacheError:  # damaged or foreign: label it again
+        return False
+    return cache.meta == meta and cache.keys == list(keys)
+
+
 def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: str | Path,
                   meta: CacheMeta, batch_size: int = 16, chunk_size: int = 256,
                   num_workers: int = 0, device: str = "cpu", amp: bool = True,
-                  max_windows: int = 512, progress: bool = True) -> Optional[Path]:
-    """Label every sample (sorted by key, each with a box) into the cache at ``out_path``.
+                  max_windows: int = 512, progress: bool = True, force: bool = False) -> Optional[Path]:
+    """Label every sample (sorted by key, each with a box) into the cache at ``out_path``;
+    unless ``force``, a complete cache at ``out_path`` with the same provenance (teacher,
+    manifest, samples with their boxes and image bytes, s, p, input size, precision, code
+    version) and keys is kept as it is, as DVC would (a stage run by hand).
 
     ``samples`` should come from :func:`pipeline.data.load_samples` (which checks that the
     images exist); an image that cannot be decoded is reported by key and path.
@@ -205,6 +219,11 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
     rank, world, dev = ctx.rank, ctx.world_size, ctx.device
     use_amp = amp and dev.type == "cuda"
     meta = dataclasses.replace(meta, precision="bf16" if use_amp else "fp32")
+    if not force and _is_current(Path(out_path), meta, [s.key for s in samples]):
+        if rank == 0:
+            print(f"{out_path}: complete and current (same teacher, samples, boxes, images, s, p, "
+                  "precision); nothing to label (to relabel: --set ensemble_labels.force=true)")
+        return Path(out_path) if rank == 0 else None
     model = model.to(dev).eval()
     if use_amp:
         model = model.to(memory_format=torch.channels_last)

@@ -240,3 +240,20 @@ def test_damaged_cache_stops_distill_and_inspect_verify(tmp_path):
     cv2.imwrite(samples[1].image, np.zeros((40, 36, 3), np.uint8))
     result = run_cli("run-stage", "distill", "resnet18", "--params", str(tmp_path / "params.yaml"))
     assert result.exit_code == 1 and f"{cache}: samples_sha256 mismatch" in result.output
+
+
+def test_a_complete_current_cache_is_kept_unless_forced_or_stale(tmp_path, capsys):
+    samples, _ = make_project(tmp_path, n_train=4, n_test=0)
+    params, cache = tmp_path / "params.yaml", tmp_path / "cache.h5"
+    label(params, [])
+    first = (cache.stat().st_mtime_ns, _sha(cache))
+    capsys.readouterr()
+    label(params, [])  # by hand, nothing changed: what DVC would do
+    assert "complete and current" in capsys.readouterr().out
+    assert (cache.stat().st_mtime_ns, _sha(cache)) == first
+    label(params, ["ensemble_labels.force=true"])
+    assert "complete and current" not in capsys.readouterr().out
+    assert cache.stat().st_mtime_ns != first[0] and _sha(cache) == first[1]  # relabelled, same bytes
+    write_boxes(tmp_path / "boxes.csv", {s.key: ((4.0, 5.0, 30.0, 33.0), "haar") for s in samples})
+    label(params, [f"ensemble_labels.boxes={tmp_path / 'boxes.csv'}"])
+    assert "complete and current" not in capsys.readouterr().out and _sha(cache) != first[1]
