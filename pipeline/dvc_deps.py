@@ -10,12 +10,14 @@ when ``dvc.yaml`` misses one; a test runs the check, so a new import cannot be f
 from __future__ import annotations
 
 import ast
+import io
 from pathlib import Path
 from typing import Iterable
 
+from .files import atomic_write_bytes
+from .project import CHECKOUT as ROOT
 from .project import stage_files
 
-ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipeline", "stages")
 
 
@@ -94,9 +96,7 @@ def sync_dvc_yaml(path: Path = ROOT / "dvc.yaml", write: bool = False) -> dict[s
         if write:
             body["deps"] = [d for d in listed if not _is_code(d)] + wanted
     if write and problems:
-        from io import StringIO
-        out = StringIO()
+        out = io.StringIO()
         yaml.dump(doc, out)
-        from .files import atomic_write_bytes
         atomic_write_bytes(path, out.getvalue().encode())
     return problems
