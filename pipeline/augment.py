@@ -7,6 +7,11 @@
    black border. Labels are corrected with
    :func:`pipeline.pose.rotate_pose_in_plane` then :func:`pipeline.pose.flip_pose`, the
    same order as the image operations.
+   Box jitter (``box_shift``, ``box_scale``; off by default) moves and resizes the box before
+   the crop. It is NOT in section 4.3: a convolutional-ensemble teacher (section 3.3) is
+   evaluated on shifted boxes, and a network that never saw one degrades quickly off centre
+   (measured on the embedded data, issue 11), so the teacher may train on them. Students are
+   distilled on the exact box their cached targets were computed for, so they refuse it.
 2. Pose-preserving, Albumentations, in the paper's order, each group switchable:
    OneOf(HueSaturationValue, CLAHE, Equalize, Solarize) p=0.5; OneOf(ChannelShuffle,
    ChannelDropout) p=0.5; MedianBlur p=0.5; OneOf(RandomShadow, ISONoise) p=0.5;
@@ -25,7 +30,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from .config import InRange, check_fields
+from .config import Fraction, InRange, check_fields
 from .draw import draw_axes, grid
 from .image import crop_box, encode_image, load_rgb
 from .manifest import Sample
@@ -42,6 +47,8 @@ class AugmentConfig:
     median_blur: bool = True
     shadow_noise: bool = True    # OneOf(RandomShadow, ISONoise)
     coarse_dropout: bool = True
+    box_shift: Fraction = 0.0    # max |shift| of the box per axis, as a fraction of its side
+    box_scale: Fraction = 0.0    # max relative change of the box side (same factor for both)
 
     def __post_init__(self):
         check_fields(self, "augment")   # also built in code, not only from params
@@ -49,6 +56,19 @@ class AugmentConfig:
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
+
+
+def jitter_box(box, shift: float, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """``box`` (x1, y1, x2, y2) moved by U[-shift, shift] of its width / height and its sides
+    scaled by U[1 - scale, 1 + scale] about the moved centre. The pose label is unchanged: a
+    translated crop of the same head (the ensemble's windows, eq. 4, are such crops)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = x2 - x1, y2 - y1
+    dx, dy = rng.uniform(-shift, shift, size=2) * (w, h) if shift > 0 else (0.0, 0.0)
+    factor = rng.uniform(1 - scale, 1 + scale) if scale > 0 else 1.0
+    cx, cy = (x1 + x2) / 2 + dx, (y1 + y2) / 2 + dy
+    half_w, half_h = w * factor / 2, h * factor / 2
+    return np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
 
 
 def pose_preserving_chain(cfg: AugmentConfig) -> Optional[A.Compose]:
@@ -94,6 +114,8 @@ class Augmenter:
     def apply(self, image: np.ndarray, box, pose, rng: np.random.Generator) -> Augmented:
         flip = bool(self.cfg.flip and rng.random() < 0.5)
         angle = float(rng.uniform(-self.cfg.rotate, self.cfg.rotate)) if self.cfg.rotate > 0 else 0.0
+        if self.cfg.box_shift > 0 or self.cfg.box_scale > 0:
+            box = jitter_box(box, self.cfg.box_shift, self.cfg.box_scale, rng)
         crop = crop_box(image, box, self.size, self.size, angle_ccw=angle, flip=flip)
         new_pose = np.asarray(pose, dtype=np.float64)
         if angle:

@@ -87,7 +87,7 @@ def sync_dvc_yaml(path: Path = ROOT / "dvc.yaml", write: bool = False) -> dict[s
     doc = yaml.load(path.read_text())
     problems = {}
     for name, stage in doc["stages"].items():
-        body = stage["do"] if "foreach" in stage else stage
+        body = stage.get("do", stage)
         listed = [str(d) for d in body.get("deps", [])]
         wanted = code_deps(stage_entry(name))
         have = [d for d in listed if _is_code(d)]

@@ -110,6 +110,23 @@ def ensemble_distributions(model: torch.nn.Module, z: torch.Tensor, s: int, p: i
     return {head: torch.cat(parts) for head, parts in sums.items()}
 
 
+@torch.no_grad()
+def window_probabilities(model: torch.nn.Module, z: torch.Tensor, s: int, p: int, head: str,
+                         max_windows: int = 512) -> torch.Tensor:
+    """softmax(``head``) of every window of eq. 5 without the mean of eq. 6:
+    (B, n, n, 3, q) float32, window [i, j] = the box shifted by (s j - p, s i - p) pixels."""
+    a = num_windows(s, p)
+    n = 2 * p // s + 1
+    h, w = z.shape[2] - 2 * p, z.shape[3] - 2 * p
+    views = windows(z, h, w, s)
+    parts = []
+    for start in range(0, z.shape[0], max(1, max_windows // a)):
+        batch = views[start:start + max(1, max_windows // a)].flatten(0, 2)
+        prob = torch.softmax(model(batch)[head].float(), dim=-1)
+        parts.append(prob.unflatten(0, (-1, n, n)))
+    return torch.cat(parts)
+
+
 def autocast_difference(model: torch.nn.Module, z: torch.Tensor, s: int, p: int,
                         bin_sizes: Sequence[int], dtype: torch.dtype = torch.bfloat16) -> float:
     """Largest |prob(autocast dtype, channels_last) - prob(fp32)| over heads, angles, bins.

@@ -4,12 +4,15 @@ the protocol for the rows of the paper's table 5:
 * Base: the stage-1 network's bin-1 head (one crop per image);
 * Ensemble: the convolutional ensemble of the same network at the ``ensemble_labels`` block's
   (s, p) (:func:`pipeline.labeling.ensemble_predictions`, as the ensemble grid computes it);
-* KD-<backbone>: every student of ``distill.students``.
+* KD-<backbone>: every student of ``distill.students``, the mean over its ``distill.seeds``
+  (each seed's numbers under ``seeds``);
+* claims: Ensemble < Base, KD < Base, KD < Ensemble per test set, each with a paired
+  bootstrap interval over test images and seeds and a verdict (:mod:`pipeline.stats`).
 
 Models trained on another manifest, or students of another teacher, are refused before any
 compute (:func:`check_provenance`). Outs: ``metrics`` (DVC metrics JSON, deterministic:
-rounded, sorted, no timings) and ``predictions`` (CSV: key, dataset, row, pitch, yaw, roll;
-the report draws figure 7 from it).
+rounded, sorted, no timings) and ``predictions`` (CSV: key, dataset, row, pitch, yaw, roll,
+one row per student run ``KD-<backbone>-seed<k>``; the report draws figure 7 from it).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import numpy as np
 import torch
 
-from .config import FromPaths, ConfigError, NonEmpty, NonNegative, Positive
+from .config import FromPaths, ConfigError, NonEmpty, NonNegative, Positive, Probability
 from .data import PoseDataset, load_samples
 from .distributed import check_device, pick_device
 from .ensemble import num_windows
@@ -33,6 +36,7 @@ from .files import atomic_write_bytes, file_sha256, write_json
 from .metrics import mae_summary, predict_dataset
 from .model import load_checkpoint
 from .pose import ANGLE_NAMES
+from .stats import compare, per_image_error
 
 if TYPE_CHECKING:  # the blocks of the two stages whose outputs are evaluated
     from .labeling import EnsembleLabelsConfig
@@ -55,6 +59,8 @@ class EvaluateConfig:
     device: str = "auto"
     metrics: Annotated[Path, FromPaths("evaluate")]
     predictions: Annotated[Path, FromPaths("predictions")]
+    bootstrap_resamples: Positive = 2000  # paired bootstrap of each claim (pipeline.stats)
+    confidence: Probability = 0.95        # interval level of the claims
 
     def __post_init__(self):
         check_device(self.device)
@@ -98,17 +104,41 @@ def check_provenance(cfg: EvaluateConfig, teacher_meta: dict, student_metas: dic
                               "(stale student: re-run ensemble-labels and distill)")
 
 
+def kd_row(backbone: str) -> str:
+    return f"KD-{backbone}"
+
+
+def claims(rows: dict[str, np.ndarray], truth: np.ndarray, names: np.ndarray,
+           runs: dict[str, list[str]], resamples: int, level: float) -> dict:
+    """The paper's three claims per test set, each a paired bootstrap over the test images and
+    the student seeds (:func:`pipeline.stats.compare`): Ensemble < Base, KD < Base, KD < Ensemble.
+    ``runs``: KD row -> its per-seed prediction rows."""
+    out = {}
+    for dataset in sorted(set(names)):
+        mask = names == dataset
+        errors = {row: per_image_error(pred[mask], truth[mask])[None] for row, pred in rows.items()
+                  if row in ("Base", "Ensemble")}
+        for kd, seeds in runs.items():
+            errors[kd] = np.stack([per_image_error(rows[r][mask], truth[mask]) for r in seeds])
+        pairs = [("Ensemble", "Base")] + [(kd, base) for kd in runs for base in ("Base", "Ensemble")]
+        out[dataset] = [compare(errors[a], errors[b], row=a, baseline=b, resamples=resamples,
+                                level=level).as_dict() for a, b in pairs]
+    return out
+
+
 @torch.no_grad()
-def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[str, Path]) -> tuple[dict, bytes]:
-    """(metrics dict, predictions CSV bytes) for Base, Ensemble and the students."""
+def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[tuple[str, int], Path]
+                  ) -> tuple[dict, bytes]:
+    """(metrics dict, predictions CSV bytes) for Base, Ensemble and every student run
+    (``students``: (backbone, seed) -> checkpoint)."""
     protocol = read_protocol(cfg.prepare_report)   # before any compute: fail fast
     samples = load_samples(cfg.manifest, split="test", boxes=cfg.boxes, datasets=cfg.datasets)
     if not samples:
         raise ConfigError(f"{cfg.manifest}: no test samples" + (f" of {list(cfg.datasets)}" if cfg.datasets else ""))
     device = pick_device(cfg.device)
     teacher, teacher_meta = load_checkpoint(cfg.teacher, map_location=device)
-    loaded = {backbone: load_checkpoint(path, map_location=device) for backbone, path in students.items()}
-    check_provenance(cfg, teacher_meta, {students[b]: meta for b, (_, meta) in loaded.items()})
+    loaded = {run: load_checkpoint(path, map_location=device) for run, path in students.items()}
+    check_provenance(cfg, teacher_meta, {students[run]: meta for run, (_, meta) in loaded.items()})
     rows = {}
     preds, _ = predict_dataset(teacher, PoseDataset(samples, teacher.input_size), cfg.batch_size, device,
                                cfg.num_workers)
@@ -116,28 +146,43 @@ def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[str, Path]
     rows["Ensemble"] = ensemble_predictions(teacher, samples, [(s, p)], max(1, cfg.batch_size // 8),
                                             cfg.num_workers, device, cfg.max_windows,
                                             desc=f"ensemble A={num_windows(s, p)}")[(s, p)]
-    for backbone, (student, _) in loaded.items():
+    runs: dict[str, list[str]] = {}
+    for (backbone, seed), (student, _) in loaded.items():
         preds, _ = predict_dataset(student, PoseDataset(samples, student.input_size), cfg.batch_size, device,
                                    cfg.num_workers)
-        rows[f"KD-{backbone}"] = preds[student.prediction_head]
+        name = f"{kd_row(backbone)}-seed{seed}"
+        rows[name] = preds[student.prediction_head]
+        runs.setdefault(kd_row(backbone), []).append(name)
     truth = poses_array(samples)
     names = np.array([x.dataset for x in samples])
-    test = {dataset: {row: _summary(pred[names == dataset], truth[names == dataset])
-                      for row, pred in rows.items()}
-            for dataset in sorted(set(names))}
+    test, seeds = {}, {}
+    for dataset in sorted(set(names)):
+        mask = names == dataset
+        table = {row: _summary(rows[row][mask], truth[mask]) for row in ("Base", "Ensemble")}
+        for kd, members in runs.items():   # a KD row: the mean over its seeds
+            per_seed = [_summary(rows[r][mask], truth[mask]) for r in members]
+            table[kd] = {k: round(float(np.mean([m[k] for m in per_seed])), DIGITS) for k in per_seed[0]}
+            seeds.setdefault(dataset, {})[kd] = {r.rsplit("-", 1)[1]: m["mean"] for r, m in zip(members, per_seed)}
+        test[dataset] = table
     metrics = {"protocol": protocol,
                "ensemble": {"s": s, "p": p, "A": num_windows(s, p)},
                "samples": {dataset: int((names == dataset).sum()) for dataset in sorted(set(names))},
-               "test": test}
+               "test": test,
+               "seeds": seeds,
+               "claims": claims(rows, truth, names, runs, cfg.bootstrap_resamples, cfg.confidence)}
     return metrics, predictions_csv([x.key for x in samples], names, rows)
 
 
 def evaluate_models(cfg: EvaluateConfig, ensemble: EnsembleLabelsConfig, distill: DistillConfig) -> dict:
     """The evaluate job: the Ensemble row at the cache's (s, p) (``ensemble``), a KD row per
-    student of ``distill``; writes ``cfg.metrics`` and ``cfg.predictions``, returns the metrics."""
+    student of ``distill`` (mean over its seeds) and the claims with their intervals; writes
+    ``cfg.metrics`` and ``cfg.predictions``, returns the metrics."""
     metrics, predictions = evaluate_rows(cfg, ensemble.s, ensemble.p, distill.checkpoints())
     atomic_write_bytes(cfg.predictions, predictions)
     write_json(cfg.metrics, metrics)
     for dataset, table in metrics["test"].items():
         print(f"{dataset}: " + ", ".join(f"{row} {v['mean']:.3f}" for row, v in table.items()))
+        for c in metrics["claims"][dataset]:
+            print(f"  {c['row']} vs {c['baseline']}: {c['relative']:+.2f}% "
+                  f"[{c['low']:+.2f}, {c['high']:+.2f}] {c['verdict']}")
     return metrics

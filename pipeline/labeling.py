@@ -100,6 +100,21 @@ def index_batches(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
 
 
+def receptive_fields(samples: Sequence[Sample], hw: tuple[int, int], p: int,
+                     batches: Sequence[Sequence[int]], device: torch.device, num_workers: int = 0
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(idx, Z on device)`` for every batch of ``batches``, Z decoded and warped in DataLoader
+    workers; a sample whose image cannot be decoded is a LabelingError naming it."""
+    h, w = hw
+    loader = DataLoader(ReceptiveFieldDataset(samples, h, w, p), batch_sampler=batches,
+                        num_workers=num_workers, collate_fn=collate_fields,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
+    for idx, z, errors in loader:
+        if errors:
+            raise LabelingError(f"{len(errors)} bad samples in a batch, e.g. {errors[0]}")
+        yield idx, z.to(device, non_blocking=True)
+
+
 def ensemble_batches(model: torch.nn.Module, samples: Sequence[Sample], points: Sequence[Point],
                      bin_sizes: Sequence[int], batches: Sequence[Sequence[int]], hw: tuple[int, int],
                      device: torch.device, num_workers: int = 0, max_windows: int = 512,
@@ -115,16 +130,10 @@ def ensemble_batches(model: torch.nn.Module, samples: Sequence[Sample], points: 
     the first image (:func:`pipeline.ensemble.check_autocast`)."""
     h, w = hw
     p_max = max(p for _, p in points)
-    loader = DataLoader(ReceptiveFieldDataset(samples, h, w, p_max), batch_sampler=batches,
-                        num_workers=num_workers, collate_fn=collate_fields,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
     checked = not amp
     with tqdm(total=sum(len(b) for b in batches), unit="img", desc=desc,
               disable=not progress, dynamic_ncols=True) as bar:
-        for idx, z, errors in loader:
-            if errors:
-                raise LabelingError(f"{len(errors)} bad samples in a batch, e.g. {errors[0]}")
-            z = z.to(device, non_blocking=True)
+        for idx, z in receptive_fields(samples, hw, p_max, batches, device, num_workers):
             probs = {}
             for s, p in points:
                 centre = z[:, :, p_max - p:p_max + p + h, p_max - p:p_max + p + w]

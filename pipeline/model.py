@@ -1,10 +1,11 @@
-"""The head-pose network of paper section 3.2 (fig. 2): a ResNet backbone, one regression
+"""The head-pose network of paper section 3.2 (fig. 2): a backbone (ResNet in the paper; the
+registry is :mod:`pipeline.backbones`), one regression
 head (eq. 3) and RvC heads (eq. 2) with bin sizes 1, 2, 3, 4; the bin-1 head predicts.
 
 ``forward`` returns raw outputs, ``{"reg": (B, 3), "b1": (B, 3, 198), "b2": (B, 3, 99), ...}``;
 decoding to degrees lives in :mod:`pipeline.bins` (``decode_logits``, ``decode_regression``).
 Weights are an explicit argument, as in torchvision's builders: ``None`` (random init),
-``"imagenet"`` (torchvision's weights API, cached under the torch hub dir) or a local file.
+``"imagenet"`` (from the backbone's registry entry) or a local file.
 """
 from __future__ import annotations
 
@@ -13,19 +14,16 @@ from typing import Optional, Sequence
 
 import torch
 from torch import nn
-from torchvision import models
 
 from . import bins
+from .backbones import BACKBONES, WeightsError, check_backbone
 from .errors import PipelineError
 from .files import file_sha256
 from .pose import ANGLE_NAMES, CONVENTION
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 DEFAULT_INPUT_SIZE = 224
 
-
-class WeightsError(PipelineError):
-    pass
+__all__ = ["BACKBONES", "WeightsError", "HeadPoseNet", "build_model", "load_checkpoint"]
 
 
 class CheckpointError(PipelineError):
@@ -70,22 +68,9 @@ class HeadPoseNet(nn.Module):
         return bins.decode_logits(logits, self.bin_sizes[0])
 
 
-def _imagenet_state(backbone: str) -> dict:
-    """torchvision's default ImageNet weights; offline, say where the file must go."""
-    weights = models.get_model_weights(backbone).DEFAULT
-    target = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    try:
-        return weights.get_state_dict(progress=False, check_hash=False)
-    except Exception as exc:  # URLError, OSError, ...: no network or a broken download
-        raise WeightsError(
-            f"could not load ImageNet weights for {backbone} ({type(exc).__name__}: {exc}). "
-            f"Offline, download {weights.url} elsewhere and put it at {target} "
-            f"(the torch hub cache, $TORCH_HOME/hub/checkpoints), or set weights to a local path "
-            f"or to none") from None
-
-
 def _local_backbone_state(path: Path) -> dict:
-    """A torchvision state dict (``resnet50-*.pth``) or one of our checkpoints (its backbone)."""
+    """A trunk state dict (e.g. torchvision's ``resnet50-*.pth``) or one of our checkpoints
+    (its backbone)."""
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
     try:
@@ -103,16 +88,14 @@ def _local_backbone_state(path: Path) -> dict:
 def build_model(backbone: str, bin_sizes: Sequence[int] = bins.BIN_SIZES, regression: bool = True,
                 weights: Optional[str | Path] = None,
                 input_size: int = DEFAULT_INPUT_SIZE) -> HeadPoseNet:
-    """ResNet backbone + heads. ``weights``: None/"none", "imagenet" or a local file path."""
-    if backbone not in BACKBONES:
-        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+    """Backbone + heads. ``weights``: None/"none", "imagenet" or a local file path."""
+    check_backbone(backbone)
     for b in bin_sizes:
         bins.num_bins(b)  # validates the bin size
-    net = models.get_model(backbone, weights=None)
-    feature_dim = net.fc.in_features
-    net.fc = nn.Identity()
+    entry = BACKBONES[backbone]
+    net, feature_dim = entry.build(int(input_size))
     if weights is not None and str(weights) != "none":
-        state = _imagenet_state(backbone) if str(weights) == "imagenet" else _local_backbone_state(Path(weights))
+        state = entry.imagenet_state() if str(weights) == "imagenet" else _local_backbone_state(Path(weights))
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         missing, unexpected = net.load_state_dict(state, strict=False)
         if missing or unexpected:

@@ -3,8 +3,10 @@ from the evaluate stage's metrics and predictions. Pure presentation: no model r
 
 Table: one block per protocol, rows Base / Ensemble / KD-<backbone>, for every test set the
 MAE of pitch, yaw, roll and their mean, and the mean's relative change against Base. Below
-it, the paper's three claims checked on the numbers (Ensemble < Base, KD < Base, KD < Ensemble).
-Figure: test crops with the predicted pose axes bold and the ground truth thin.
+it, the paper's three claims (Ensemble < Base, KD < Base, KD < Ensemble) with the intervals and
+verdicts of the evaluate stage; then the ensemble grid chosen on validation and the single
+window's error by shift. Figure: test crops with the predicted pose axes bold and the ground
+truth thin.
 """
 from __future__ import annotations
 
@@ -34,7 +36,9 @@ class ReportConfig:
     predictions: Annotated[Path, FromPaths("predictions")]    # of the first metrics file
     manifest: Annotated[Path, FromPaths("manifest")]
     boxes: Annotated[Optional[Path], FromPaths("boxes")]
-    figure_row: str = ""              # row drawn in figure 7; "" = the first KD row
+    grid: Optional[Path] = None       # the ensemble-grid stage's grid.json; None: no grid section
+    profile: str = "default"          # which params profile produced the results (profiles set it)
+    figure_row: str = ""              # predictions row drawn in figure 7; "" = the first KD run
     images_per_set: Positive = 4
     cell: Annotated[int, AtLeast(32)] = 160      # pixels
     out_md: Path = Path("reports/results.md")
@@ -73,25 +77,66 @@ def results_table(metrics: Mapping) -> str:
 
 
 def claims(metrics: Mapping) -> list[str]:
-    """The paper's effects, each stated as holding or not, with the mean MAEs."""
-    lines = []
-    for d, table in metrics["test"].items():
-        base, ens = table["Base"]["mean"], table["Ensemble"]["mean"]
-        checks = [("Ensemble", "Base", ens, base)]
-        for kd in (r for r in _row_order(list(table)) if r.startswith("KD-")):
-            checks += [(kd, "Base", table[kd]["mean"], base), (kd, "Ensemble", table[kd]["mean"], ens)]
-        for name, other, a, b in checks:
-            verdict = "yes" if a < b else "NO"
-            lines.append(f"- {d}: {name} below {other}? {verdict} ({a:.3f} vs {b:.3f}, "
-                         f"{relative_change(a, b):+.1f}%)")
+    """The paper's three claims per test set with their intervals and verdicts (computed by the
+    evaluate stage, :mod:`pipeline.stats`)."""
+    found = metrics.get("claims") or {}
+    if not found:
+        return ["(no claims in these metrics: re-run the evaluate stage)"]
+    lines = ["| Test set | Claim | MAE | vs | Change | 95 % interval | Change per student seed | Verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    for d, comparisons in found.items():
+        for c in comparisons:
+            per_seed = ", ".join(f"{v:+.1f}%" for v in c["per_seed_relative"]) if c["seeds_row"] > 1 else "(1 seed)"
+            lines.append(f"| {d} | {c['row']} < {c['baseline']} | {c['mae_row']:.3f} | {c['mae_baseline']:.3f} "
+                         f"| {c['relative']:+.2f}% | [{c['low']:+.2f}%, {c['high']:+.2f}%] | {per_seed} "
+                         f"| **{c['verdict']}** |")
+    student_seeds = {c["seeds_row"] for cs in found.values() for c in cs if c["row"].startswith("KD-")}
+    lines += ["", "Each interval is a paired bootstrap over the test images (the same images for both "
+              "rows) and, for students, over their training seeds (pipeline/stats.py). \"holds\": the "
+              "whole interval is below 0; \"fails\": above 0; otherwise \"within noise\". "
+              "Base and Ensemble come from one teacher training run: the teacher's seed-to-seed "
+              "spread is not in these intervals."
+              + ("" if student_seeds - {1} else " The students have one seed here, so their "
+                 "seed-to-seed spread is not in the intervals either (the benchmark profile trains several).")]
     return lines
 
 
-def report_markdown(all_metrics: Sequence[Mapping], figure: str | None = None) -> str:
+def grid_section(grid: Mapping, figure_dir: str) -> list[str]:
+    """The ensemble grid (tables 2-4, fig. 6): the (s, p) chosen on validation, what it gives on
+    each split, and the single window's error against its shift."""
+    rows, chosen = grid["rows"], grid.get("chosen_on_validation")
+    out = ["## Convolutional ensemble: (s, p) chosen on validation, single window by shift", ""]
+    if chosen:
+        out += [f"Best on the validation split: s = {chosen['s']}, p = {chosen['p']} (A = {chosen['A']}).", ""]
+    out += ["| Split | p = 0 (one window) | best (s, p) of this split | validation's choice |",
+            "|---|---|---|---|"]
+    for split in dict.fromkeys(r["split"] for r in rows):
+        sub = [r for r in rows if r["split"] == split]
+        base = next((r["mean"] for r in sub if r["p"] == 0), float("nan"))
+        best = min(sub, key=lambda r: (r["mean"], r["A"]))
+        pick = next((r["mean"] for r in sub if chosen and (r["s"], r["p"]) == (chosen["s"], chosen["p"])),
+                    float("nan"))
+        out.append(f"| {split} | {base:.3f} | {best['mean']:.3f} (s = {best['s']}, p = {best['p']}) | {pick:.3f} |")
+    shifts = [r["shift"] for r in next(iter(grid["shift"].values()))]
+    out += ["", "Single window, mean MAE by its shift from the box (pixels of the network input):", "",
+            "| Split | " + " | ".join(f"{r} px" for r in shifts) + " |", "|---|" + "---|" * len(shifts)]
+    out += [f"| {split} | " + " | ".join(f"{r['mae']:.3f}" for r in profile) + " |"
+            for split, profile in grid["shift"].items()]
+    out += ["", f"![(s, p) heat map]({figure_dir}/grid.png)", "",
+            f"![single-window error by shift]({figure_dir}/shift.png)", ""]
+    return out
+
+
+def report_markdown(all_metrics: Sequence[Mapping], figure: str | None = None, profile: str = "",
+                    grid: Optional[Mapping] = None, grid_dir: str = "") -> str:
     out = ["# Results (paper table 5 shape): MAE in degrees, lower is better", "",
-           "Relative change of the mean MAE against Base per test set (negative = better).", ""]
+           (f"Produced by the `{profile}` profile (params.yaml `report.profile`). " if profile else "")
+           + "Relative change of the mean MAE against Base per test set (negative = better); "
+           "a KD row is the mean over its student seeds.", ""]
     for metrics in sorted(all_metrics, key=lambda m: m["protocol"]):
         out.append(results_table(metrics))
+    if grid:
+        out += grid_section(grid, grid_dir)
     if figure:
         out += ["## Figure 7", "", f"![predicted (bold) and ground-truth (thin) axes]({figure})", ""]
     return "\n".join(out)
@@ -126,6 +171,27 @@ def read_metrics(path: Path) -> dict:
     return data
 
 
+def read_grid(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: ensemble grid not found (run the ensemble-grid stage)") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not {"rows", "shift"} <= set(data):
+        raise ConfigError(f"{path}: not an ensemble-grid file (needs rows and shift)")
+    return data
+
+
+def prediction_rows(path: Path) -> list[str]:
+    """The rows of a predictions CSV, in file order."""
+    try:
+        with open(path, newline="") as fh:
+            return list(dict.fromkeys(r["row"] for r in csv.DictReader(fh)))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: predictions not found (run the evaluate stage)") from None
+
+
 def read_predictions(path: Path, row: str) -> dict[str, tuple[float, float, float]]:
     """key -> predicted pose of ``row``."""
     try:
@@ -144,11 +210,10 @@ def write_report(cfg: ReportConfig) -> str:
     (figure 7: ``images_per_set`` test images per test set, of row ``figure_row``); returns the
     markdown."""
     all_metrics = [read_metrics(p) for p in cfg.metrics]
-    first = all_metrics[0]["test"]
-    rows = list(next(iter(first.values())))
-    row = cfg.figure_row or next((r for r in sorted(rows) if r.startswith("KD-")), "Base")
+    rows = prediction_rows(cfg.predictions)
+    row = cfg.figure_row or next((r for r in rows if r.startswith("KD-")), "Base")
     if row not in rows:
-        raise ConfigError(f"report.figure_row: {row!r} is not a row of {cfg.metrics[0]} ({rows})")
+        raise ConfigError(f"report.figure_row: {row!r} is not a row of {cfg.predictions} ({rows})")
     predicted = read_predictions(cfg.predictions, row)
     samples = [s for s in load_samples(cfg.manifest, split="test", boxes=cfg.boxes) if s.key in predicted]
     chosen = []
@@ -159,7 +224,10 @@ def write_report(cfg: ReportConfig) -> str:
     figure7(chosen, np.array([predicted[s.key] for s in chosen]), cfg.out_png, cell=cfg.cell,
             columns=cfg.images_per_set)
     figure = os.path.relpath(cfg.out_png, cfg.out_md.parent)
-    text = report_markdown(all_metrics, figure=f"{figure}") + f"\nFigure 7 shows row {row}.\n"
+    grid = read_grid(cfg.grid) if cfg.grid else None
+    grid_dir = os.path.relpath(cfg.grid.parent, cfg.out_md.parent) if cfg.grid else ""
+    text = (report_markdown(all_metrics, figure=f"{figure}", profile=cfg.profile, grid=grid, grid_dir=grid_dir)
+            + f"\nFigure 7 shows row {row}.\n")
     atomic_write_bytes(cfg.out_md, text.encode())
     print(text)
     return text

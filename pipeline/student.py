@@ -1,16 +1,18 @@
 """Stage 2 of the paper (section 3.4): train a student from the teacher cache with eq. 7 (DVC
-stage ``distill``, one per student backbone: dvc.yaml ``foreach: ${distill.students}``).
+stage ``distill``, one per student run: dvc.yaml ``matrix`` over ``distill.students`` and
+``distill.seeds``; a run is ``<backbone>-seed<k>``).
 
-Student = a ResNet of the given backbone with ONE RvC head of bin size 1 (no regression head).
+Student = a network of the given backbone (:mod:`pipeline.backbones`) with ONE RvC head of bin size 1 (no regression head).
 Target = the cached ensemble distribution, flipped/rotated with the crop
 (:mod:`pipeline.distill`); the teacher is never run. The cache is checked against the
 manifest, the keys, the boxes and (if ``teacher`` is set) the teacher checkpoint. Training is
 :func:`pipeline.train.fit` (validation slice, resume, DVCLive, torchrun); the checkpoint meta
-records the cache's sha256 and attributes. Outs per student: ``<checkpoint_dir>/<backbone>.pt``,
-``<state_dir>/<backbone>/``, ``<metrics_dir>/<backbone>.json``, ``<live_dir>/<backbone>/``.
+records the cache's sha256 and attributes. Outs per run: ``<checkpoint_dir>/<run>.pt``,
+``<state_dir>/<run>/``, ``<metrics_dir>/<run>.json``, ``<live_dir>/<run>/``.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +22,15 @@ import torch
 
 from .augment import AugmentConfig
 from .cache import TeacherCache
-from .config import FromPaths, ConfigError, NonNegativeFloat, as_dict
+from .config import FromPaths, ConfigError, NonEmpty, NonNegative, NonNegativeFloat, as_dict
 from .data import PoseDataset, holdout_split, load_samples, samples_sha256
 from .distill import DistillDataset, RotationRule, open_student_cache
 from .distributed import barrier, setup, teardown
 from .losses import distillation_loss
 from .files import file_sha256, write_json
 from .metrics import evaluate
-from .model import BACKBONES, build_model, checkpoint_meta, load_checkpoint, weights_fingerprint
+from .backbones import check_backbone
+from .model import build_model, checkpoint_meta, load_checkpoint, weights_fingerprint
 from .train import TRAINING_CODE_MODULES, TrainingStageConfig, fit
 
 STUDENT_BIN = 1
@@ -35,7 +38,11 @@ STUDENT_BIN = 1
 
 @dataclass(frozen=True, kw_only=True)
 class DistillConfig(TrainingStageConfig):
-    students: tuple[str, ...] = ("resnet18",)      # one DVC stage per backbone (foreach)
+    students: tuple[str, ...] = ("resnet18",)      # one DVC stage per (backbone, seed) (matrix)
+    # training seeds of every student; `seed` is set from these per run (the report's statistics
+    # need several: issue 11). A run is named <backbone>-seed<k> (checkpoint, metrics, state).
+    seeds: Annotated[tuple[NonNegative, ...], NonEmpty()] = (0,)
+    seed: Optional[NonNegative] = None             # set per run from `seeds` (not a params key)
     cache: Annotated[Path, FromPaths("cache")]
     teacher: Annotated[Optional[Path], FromPaths("teacher")]   # checked against the cache; null: not checked
     w_cls: NonNegativeFloat = 0.05                 # eq. 7 weight of the ground-truth CE
@@ -51,16 +58,49 @@ class DistillConfig(TrainingStageConfig):
     live_dir: Path = Path("dvclive/distill")
 
     def __post_init__(self):
-        unknown = [b for b in self.students if b not in BACKBONES]
-        if unknown or not self.students:
-            raise ValueError(f"students: expected backbones of {list(BACKBONES)}, got {list(self.students)}")
+        if not self.students:
+            raise ValueError("students: expected at least one backbone")
+        for backbone in self.students:
+            check_backbone(backbone, "students")
+        if self.seed is not None and self.seed not in self.seeds:
+            raise ValueError(f"seed: {self.seed} is not one of seeds {list(self.seeds)} "
+                             "(set distill.seeds; each run takes its seed from it)")
+        if self.augment.box_shift or self.augment.box_scale:
+            raise ValueError("augment.box_shift / box_scale: must be 0 for students: the cached "
+                             "teacher labels are for the exact box (pipeline/augment.py)")
 
-    def checkpoint(self, backbone: str) -> Path:
-        return self.checkpoint_dir / f"{backbone}.pt"
+    def runs(self) -> list[tuple[str, int]]:
+        """(backbone, seed) of every student run, backbones first."""
+        return [(backbone, seed) for backbone in self.students for seed in self.seeds]
 
-    def checkpoints(self) -> dict[str, Path]:
-        """backbone -> checkpoint of every student of ``students``."""
-        return {backbone: self.checkpoint(backbone) for backbone in self.students}
+    def checkpoint(self, backbone: str, seed: int) -> Path:
+        return self.checkpoint_dir / f"{run_name(backbone, seed)}.pt"
+
+    def checkpoints(self) -> dict[tuple[str, int], Path]:
+        """(backbone, seed) -> checkpoint of every student run."""
+        return {run: self.checkpoint(*run) for run in self.runs()}
+
+
+def run_name(backbone: str, seed: int) -> str:
+    """The name of one student run, also the dvc.yaml matrix item: ``<backbone>-seed<k>``."""
+    return f"{backbone}-seed{seed}"
+
+
+def parse_run(item: str, cfg: DistillConfig) -> list[tuple[str, int]]:
+    """A run-stage item: ``<backbone>-seed<k>`` (one run) or ``<backbone>`` (all its seeds)."""
+    backbone, sep, seed = item.rpartition("-seed")
+    if not sep:
+        backbone, runs = item, [(item, k) for k in cfg.seeds]
+    elif not seed.isdigit():
+        raise ConfigError(f"distill: bad run {item!r}: expected <backbone> or <backbone>-seed<k>")
+    else:
+        runs = [(backbone, int(seed))]
+    if backbone not in cfg.students:
+        raise ConfigError(f"distill: student {backbone!r} is not in distill.students {list(cfg.students)}")
+    missing = [k for _, k in runs if k not in cfg.seeds]
+    if missing:
+        raise ConfigError(f"distill: seed {missing[0]} is not in distill.seeds {list(cfg.seeds)}")
+    return runs
 
 
 def cache_provenance(cache: TeacherCache) -> dict:
@@ -72,10 +112,13 @@ def cache_provenance(cache: TeacherCache) -> dict:
             "convention": m.convention, "code_version": m.code_version, "schema_version": m.schema_version}
 
 
-def distill(cfg: DistillConfig, backbone: str, on_step=None) -> Optional[dict]:
-    """Train one student; returns its metrics on rank 0 (None on other ranks)."""
-    if backbone not in cfg.students:
-        raise ConfigError(f"distill: student {backbone!r} is not in distill.students {list(cfg.students)}")
+def distill(cfg: DistillConfig, backbone: str, seed: Optional[int] = None, on_step=None) -> Optional[dict]:
+    """Train one student run (``seed``: one of ``cfg.seeds``, default the first); returns its
+    metrics on rank 0 (None on other ranks)."""
+    seed = cfg.seeds[0] if seed is None else seed
+    (backbone, seed), = parse_run(run_name(backbone, seed), cfg)
+    cfg = dataclasses.replace(cfg, seed=seed)
+    name = run_name(backbone, seed)
     ctx = setup(cfg.device)
     try:
         manifest_sha = file_sha256(cfg.manifest)
@@ -89,42 +132,43 @@ def distill(cfg: DistillConfig, backbone: str, on_step=None) -> Optional[dict]:
         val_set = PoseDataset(val_samples, cfg.input_size)
         provenance = cache_provenance(cache)
         if ctx.is_main:
-            print(f"distill {backbone}: {len(train_samples)} train, {len(val_samples)} validation samples; "
+            print(f"distill {name}: {len(train_samples)} train, {len(val_samples)} validation samples; "
                   f"teacher labels {cfg.cache} (A={provenance['A']}, s={provenance['s']}, p={provenance['p']})")
         torch.manual_seed(cfg.seed)
         model = build_model(backbone, (STUDENT_BIN,), regression=False, weights=cfg.weights,
                             input_size=cfg.input_size)
-        # `students` is left out: adding a student must not disturb the others' runs (resume key)
-        config = {**{k: v for k, v in as_dict(cfg).items() if k != "students"}, "student": backbone}
+        # `students` and `seeds` are left out: adding a run must not disturb the others (resume key)
+        config = {**{k: v for k, v in as_dict(cfg).items() if k not in ("students", "seeds")},
+                  "student": backbone}
         inputs = {"samples_sha256": samples_sha, "weights": weights_fingerprint(cfg.weights),
                   "teacher_cache_sha256": provenance["sha256"]}
         meta = {**checkpoint_meta(model, config, manifest_sha, inputs), "teacher_cache": provenance}
         loss = functools.partial(distillation_loss, w_cls=cfg.w_cls, head=f"b{STUDENT_BIN}")
         # this module wires the student, eq. 7 and the cached targets: its source is part of the run's identity
-        summary = fit(model, loss, train_set, val_set, cfg, cfg.state_dir / backbone,
-                      cfg.checkpoint(backbone), meta, cfg.live_dir / backbone, ctx, on_step,
+        summary = fit(model, loss, train_set, val_set, cfg, cfg.state_dir / name,
+                      cfg.checkpoint(backbone, seed), meta, cfg.live_dir / name, ctx, on_step,
                       code_modules=TRAINING_CODE_MODULES + ("distill", "cache", "student"))
         barrier(ctx)
         if not ctx.is_main:
             return None
-        best, _ = load_checkpoint(cfg.checkpoint(backbone), map_location=ctx.device)
+        best, _ = load_checkpoint(cfg.checkpoint(backbone, seed), map_location=ctx.device)
         test_samples = load_samples(cfg.manifest, split="test", boxes=cfg.boxes)
-        metrics = {"student": backbone, "best_epoch": summary["best_epoch"],
+        metrics = {"student": backbone, "seed": seed, "best_epoch": summary["best_epoch"],
                    "val": {"mae": summary["best_val_mae"]},
                    "test": evaluate(best, test_samples, device=ctx.device) if test_samples else {},
                    "timing": summary["timing"],
-                   "checkpoint_sha256": file_sha256(cfg.checkpoint(backbone)),
+                   "checkpoint_sha256": file_sha256(cfg.checkpoint(backbone, seed)),
                    "teacher_cache": provenance}
-        write_json(cfg.metrics_dir / f"{backbone}.json", metrics)
-        print(f"distill {backbone}: best epoch {metrics['best_epoch']}, validation MAE {metrics['val']['mae']:.2f}")
+        write_json(cfg.metrics_dir / f"{name}.json", metrics)
+        print(f"distill {name}: best epoch {metrics['best_epoch']}, validation MAE {metrics['val']['mae']:.2f}")
         return metrics
     finally:
         teardown(ctx)
 
 
-def distill_students(cfg: DistillConfig, backbone: Optional[str] = None) -> Optional[dict] | list:
-    """``backbone`` (the dvc.yaml foreach item): that student's metrics; None: every student of
-    ``cfg.students`` in turn, a list of their metrics."""
-    if backbone is not None:
-        return distill(cfg, backbone)
-    return [distill(cfg, b) for b in cfg.students]
+def distill_students(cfg: DistillConfig, item: Optional[str] = None) -> Optional[dict] | list:
+    """``item`` (the dvc.yaml matrix item ``<backbone>-seed<k>``): that run's metrics;
+    ``<backbone>``: all its seeds; None: every run of ``cfg``, in turn (lists of metrics)."""
+    runs = cfg.runs() if item is None else parse_run(item, cfg)
+    results = [distill(cfg, backbone, seed) for backbone, seed in runs]
+    return results[0] if item is not None and len(runs) == 1 else results

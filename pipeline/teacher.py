@@ -28,7 +28,8 @@ from .distributed import barrier, setup, teardown
 from .losses import teacher_loss
 from .files import file_sha256, write_json
 from .metrics import evaluate, trivial_mae
-from .model import BACKBONES, build_model, checkpoint_meta, load_checkpoint, weights_fingerprint
+from .backbones import check_backbone
+from .model import build_model, checkpoint_meta, load_checkpoint, weights_fingerprint
 from .train import TRAINING_CODE_MODULES, TrainingStageConfig, fit
 
 
@@ -46,8 +47,7 @@ class TrainTeacherConfig(TrainingStageConfig):
     grid: Path = Path("plots/train-teacher-augment.png")
 
     def __post_init__(self):
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone: expected one of {list(BACKBONES)}, got {self.backbone!r}")
+        check_backbone(self.backbone)
         if not self.bin_sizes or not set(self.bin_sizes) <= set(bins.BIN_SIZES):
             raise ValueError(f"bin_sizes: expected a non-empty subset of {list(bins.BIN_SIZES)}, "
                              f"got {list(self.bin_sizes)}")

@@ -31,12 +31,13 @@ def noise_samples(folder: Path, n_train: int, n_test: int, pose_limit: float,
     return samples
 
 
-def write_project(folder: Path, samples: list[Sample], size: int):
-    """The manifest and a random teacher checkpoint (seed 0) -> (manifest path, teacher model)."""
+def write_project(folder: Path, samples: list[Sample], size: int, config: dict | None = None):
+    """The manifest and a random teacher checkpoint (seed 0; ``config``: its training config)
+    -> (manifest path, teacher model)."""
     manifest = folder / "manifest.csv"
     write_manifest(manifest, samples)
     torch.manual_seed(0)
     teacher = build_model("resnet18", input_size=size).eval()
-    torch.save({"model": teacher.state_dict(), "meta": checkpoint_meta(teacher, {}, file_sha256(manifest))},
+    torch.save({"model": teacher.state_dict(), "meta": checkpoint_meta(teacher, config or {}, file_sha256(manifest))},
                folder / "teacher.pt")
     return manifest, teacher

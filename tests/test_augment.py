@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -98,3 +100,30 @@ def test_padded_crop_matrix_is_the_crop_matrix_shifted_by_pad(angle, flip):
     # the box centre stays the crop centre whatever the rotation and mirror
     cx, cy = (BOX[0] + BOX[2]) / 2 - 0.5, (BOX[1] + BOX[3]) / 2 - 0.5
     np.testing.assert_allclose(plain @ [cx, cy, 1], [31.5, 23.5], atol=1e-9)
+
+
+def test_box_jitter_moves_and_scales_within_bounds_and_is_off_by_default():
+    from pipeline.augment import jitter_box
+    box = np.array([10.0, 20.0, 60.0, 120.0])                  # 50 x 100
+    rng = np.random.default_rng(0)
+    jittered = np.array([jitter_box(box, 0.1, 0.2, rng) for _ in range(500)])
+    centre_shift = (jittered[:, :2] + jittered[:, 2:]) / 2 - [35.0, 70.0]
+    side = jittered[:, 2:] - jittered[:, :2]
+    assert np.abs(centre_shift[:, 0]).max() <= 5.0 + 1e-9 and np.abs(centre_shift[:, 1]).max() <= 10.0 + 1e-9
+    assert np.abs(centre_shift).max(axis=0) @ [1, 1] > 10     # it does move, in both axes
+    factor = side / [50.0, 100.0]
+    np.testing.assert_allclose(factor[:, 0], factor[:, 1])   # aspect kept
+    assert factor.min() >= 0.8 - 1e-9 and factor.max() <= 1.2 + 1e-9 and np.ptp(factor) > 0.3
+    # default config: the crop is exactly the box (and the random stream is not consumed)
+    image = np.random.default_rng(1).integers(0, 255, (140, 80, 3), dtype=np.uint8)
+    plain = Augmenter(AugmentConfig(flip=False, rotate=0.0, color=False, channel=False, median_blur=False,
+                                    shadow_noise=False, coarse_dropout=False), 32)
+    out = plain.apply(image, box, (0.0, 0.0, 0.0), np.random.default_rng(2))
+    np.testing.assert_array_equal(out.crop, crop_box(image, box, 32, 32))
+
+
+def test_students_refuse_box_jitter():
+    from pipeline.student import DistillConfig
+    with pytest.raises(ValueError, match="box_shift / box_scale: must be 0 for students"):
+        DistillConfig(manifest=Path("m.csv"), boxes=None, cache=Path("c.h5"), teacher=None,
+                      checkpoint_dir=Path("s"), augment=AugmentConfig(box_shift=0.05))

@@ -206,7 +206,7 @@ INT_MINIMUM = {
     "ensemble_labels": {"s": 1, "p": 0, "batch_size": 1, "chunk_size": 1, "max_windows": 1, "num_workers": 0},
     "ensemble_grid": {"batch_size": 1, "max_windows": 1, "num_workers": 0},
     "distill": {"input_size": 16, "epochs": 1, "batch_size": 1, "seed": 0, "workers": 0, "checkpoint_every": 1},
-    "evaluate": {"batch_size": 1, "max_windows": 1, "num_workers": 0},
+    "evaluate": {"batch_size": 1, "max_windows": 1, "num_workers": 0, "bootstrap_resamples": 1},
     "report": {"images_per_set": 1, "cell": 32},
 }
 

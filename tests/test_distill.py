@@ -1,5 +1,6 @@
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from pipeline.data import samples_sha256
 from pipeline import bins
 from pipeline.augment import AugmentConfig
 from pipeline.cache import CacheError, CacheMeta, open_cache, write_cache
-from pipeline.config import stage_config
+from pipeline.config import ConfigError, stage_config
 from pipeline.distill import DistillDataset, open_student_cache, shift_distribution, teacher_target
 from pipeline.losses import distillation_loss
 from pipeline.manifest import Sample, write_manifest
@@ -186,16 +187,16 @@ def test_student_cache_refuses_other_boxes(tmp_path):
 def test_stage_trains_a_one_head_student_with_cache_provenance(tmp_path):
     make_kd_project(tmp_path)
     metrics = load_stage("distill").run(tmp_path / "params.yaml", [], item="resnet18")
-    data = read_checkpoint(tmp_path / "students" / "resnet18.pt")
+    data = read_checkpoint(tmp_path / "students" / "resnet18-seed0.pt")
     meta = data["meta"]
     assert meta["bin_sizes"] == [1] and meta["regression"] is False and meta["backbone"] == "resnet18"
     assert not any(k.startswith("reg.") for k in data["model"])
     assert meta["teacher_cache"]["sha256"] == file_sha256(tmp_path / "cache.h5")
     assert meta["teacher_cache"]["teacher_sha256"] == file_sha256(tmp_path / "teacher.pt")
     assert meta["teacher_cache"]["A"] == 9 and meta["inputs"]["teacher_cache_sha256"] == meta["teacher_cache"]["sha256"]
-    written = json.loads((tmp_path / "metrics" / "distill" / "resnet18.json").read_text())
-    assert written["student"] == "resnet18" and set(written["test"]["SYNTEST"]["b1"]) == {"pitch", "yaw", "roll", "mae"}
-    assert metrics["checkpoint_sha256"] == file_sha256(tmp_path / "students" / "resnet18.pt")
+    written = json.loads((tmp_path / "metrics" / "distill" / "resnet18-seed0.json").read_text())
+    assert written["student"] == "resnet18" and written["seed"] == 0 and set(written["test"]["SYNTEST"]["b1"]) == {"pitch", "yaw", "roll", "mae"}
+    assert metrics["checkpoint_sha256"] == file_sha256(tmp_path / "students" / "resnet18-seed0.pt")
 
 
 def test_stage_names_a_stale_or_foreign_cache(tmp_path):
@@ -244,3 +245,32 @@ def test_bench_distill_runs_all_three_paths(tmp_path):
     assert result["A"] == 9 and [r["images"] for r in result["runs"].values()] == [8, 8, 4]
     # ratios are reported, not asserted: speed targets live in `pipeline bench`, not in unit tests
     assert all(r["images_per_s"] > 0 for r in result["runs"].values())
+
+
+def test_runs_are_named_by_backbone_and_seed_and_checked_against_params():
+    from pipeline.student import parse_run
+    cfg = DistillConfig(manifest=Path("m.csv"), boxes=None, cache=Path("c.h5"), teacher=None,
+                        checkpoint_dir=Path("s"), students=("resnet18", "efficientnet_lite0"), seeds=(0, 3))
+    assert cfg.runs() == [("resnet18", 0), ("resnet18", 3), ("efficientnet_lite0", 0), ("efficientnet_lite0", 3)]
+    assert cfg.checkpoint("efficientnet_lite0", 3) == Path("s/efficientnet_lite0-seed3.pt")
+    assert parse_run("efficientnet_lite0-seed3", cfg) == [("efficientnet_lite0", 3)]
+    assert parse_run("resnet18", cfg) == [("resnet18", 0), ("resnet18", 3)]
+    with pytest.raises(ConfigError, match="seed 1 is not in distill.seeds"):
+        parse_run("resnet18-seed1", cfg)
+    with pytest.raises(ConfigError, match="'resnet34' is not in distill.students"):
+        parse_run("resnet34-seed0", cfg)
+    with pytest.raises(ConfigError, match="bad run 'resnet18-seedx'"):
+        parse_run("resnet18-seedx", cfg)
+    with pytest.raises(ValueError, match="seed: 2 is not one of seeds"):
+        DistillConfig(manifest=Path("m.csv"), boxes=None, cache=Path("c.h5"), teacher=None,
+                      checkpoint_dir=Path("s"), seeds=(0, 3), seed=2)
+
+
+def test_two_seeds_train_two_different_students(tmp_path):
+    make_kd_project(tmp_path)
+    params = tmp_path / "params.yaml"
+    results = load_stage("distill").run(params, ["distill.seeds=[0, 1]"], item="resnet18")
+    assert [m["seed"] for m in results] == [0, 1]
+    first, second = (read_checkpoint(tmp_path / "students" / f"resnet18-seed{k}.pt") for k in (0, 1))
+    assert first["meta"]["config"]["seed"] == 0 and second["meta"]["config"]["seed"] == 1
+    assert not torch.equal(first["model"]["rvc.b1.weight"], second["model"]["rvc.b1.weight"])

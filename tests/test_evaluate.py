@@ -51,15 +51,15 @@ def test_rows_per_test_set_match_direct_computations(project):
     base = mae_summary(predict_dataset(teacher, PoseDataset(test, 16))[0]["b1"], truth)
     assert table["Base"]["mean"] == pytest.approx(base["mae"], abs=1e-4)
     assert table["Base"]["yaw"] == pytest.approx(base["yaw"], abs=1e-4)
-    ens = evaluate_grid(teacher, test, [(1, 1)], 2, 0, torch.device("cpu"), 512)[(1, 1)]
+    ens = evaluate_grid(teacher, test, [(1, 1)], 2, 0, torch.device("cpu"), 512).mae[(1, 1)]
     assert table["Ensemble"]["mean"] == pytest.approx(ens.mean(), abs=1e-4)
     assert table["Ensemble"]["mean"] != table["Base"]["mean"]
-    student, _ = load_checkpoint(root / "students" / "resnet18.pt")
+    student, _ = load_checkpoint(root / "students" / "resnet18-seed0.pt")
     kd = mae_summary(predict_dataset(student, PoseDataset(test, 16))[0]["b1"], truth)
     assert table["KD-resnet18"]["roll"] == pytest.approx(kd["roll"], abs=1e-4)
     with open(root / "predictions.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 3 * len(test) and {r["row"] for r in rows} == set(table)
+    assert len(rows) == 3 * len(test) and {r["row"] for r in rows} == {"Base", "Ensemble", "KD-resnet18-seed0"}
 
 
 def test_metrics_are_deterministic_without_timings(project):
@@ -73,7 +73,7 @@ def test_metrics_are_deterministic_without_timings(project):
 
 def test_missing_student_checkpoint_is_named(project):
     root, _ = project
-    with pytest.raises(Exception, match="resnet34.pt: checkpoint not found"):
+    with pytest.raises(Exception, match="resnet34-seed0.pt: checkpoint not found"):
         evaluate(root / "params.yaml", ["distill.students=[resnet18, resnet34]"])
 
 
@@ -105,8 +105,29 @@ def test_stale_teacher_or_student_is_refused_before_any_compute(tmp_path, monkey
     # another teacher checkpoint: the student was distilled from the first one's cache
     torch.save(torch.load(tmp_path / "teacher.pt", weights_only=True) | {"note": "retrained"},
                tmp_path / "teacher2.pt")
-    with pytest.raises(ConfigError, match=r"resnet18.pt: distilled from another teacher"):
+    with pytest.raises(ConfigError, match=r"resnet18-seed0.pt: distilled from another teacher"):
         evaluate(tmp_path / "params.yaml", [f"evaluate.teacher={tmp_path / 'teacher2.pt'}"])
     write_manifest(tmp_path / "manifest.csv", samples[:-1])  # prepare ran again, nothing else did
     with pytest.raises(ConfigError, match=r"teacher.pt: trained on another manifest"):
         evaluate(tmp_path / "params.yaml")
+
+
+def test_kd_row_is_the_mean_over_seeds_and_every_claim_has_an_interval(project):
+    root, _ = project
+    params = root / "params.yaml"
+    seeds = ["distill.seeds=[0, 1]"]
+    distill(stage_config("distill", DistillConfig, params, seeds), "resnet18", seed=1)
+    metrics = evaluate(params, seeds)
+    per_seed = metrics["seeds"]["SYNTEST"]["KD-resnet18"]
+    assert set(per_seed) == {"seed0", "seed1"} and per_seed["seed0"] != per_seed["seed1"]
+    assert metrics["test"]["SYNTEST"]["KD-resnet18"]["mean"] == pytest.approx(np.mean(list(per_seed.values())), abs=1e-4)
+    found = {(c["row"], c["baseline"]): c for c in metrics["claims"]["SYNTEST"]}
+    assert set(found) == {("Ensemble", "Base"), ("KD-resnet18", "Base"), ("KD-resnet18", "Ensemble")}
+    for (row, baseline), c in found.items():
+        table = metrics["test"]["SYNTEST"]
+        assert c["mae_row"] == pytest.approx(table[row]["mean"], abs=1e-3)
+        assert c["mae_baseline"] == pytest.approx(table[baseline]["mean"], abs=1e-3)
+        assert c["low"] <= c["relative"] <= c["high"]
+        assert c["verdict"] == ("holds" if c["high"] < 0 else "fails" if c["low"] > 0 else "within noise")
+    assert found[("KD-resnet18", "Base")]["seeds_row"] == 2 and found[("Ensemble", "Base")]["seeds_row"] == 1
+    assert len(found[("KD-resnet18", "Base")]["per_seed_relative"]) == 2

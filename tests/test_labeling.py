@@ -18,10 +18,12 @@ from pipeline import bins
 from pipeline.boxes import write_boxes
 from pipeline.cache import Expect, open_cache
 from pipeline.config import stage_config
-from pipeline.ensemble import ensemble_distributions
+from pipeline.data import holdout_split
+from pipeline.ensemble import ensemble_distributions, window_probabilities
 from pipeline.image import crop_box, load_rgb, to_tensor
 from pipeline.labeling import EnsembleLabelsConfig, LabelingError, label_training_set
 from pipeline.files import file_sha256
+from pipeline.model import build_model
 from pipeline.project import load_stage
 from fixtures_project import noise_samples, write_project
 
@@ -150,28 +152,53 @@ def test_two_gloo_ranks_merge_to_the_single_process_bytes(tmp_path):
     assert _sha(tmp_path / "two.h5") == _sha(tmp_path / "one.h5")
 
 
-def test_grid_stage_tables_and_heatmap(tmp_path):
-    samples, model = make_project(tmp_path, n_train=1, n_test=3)
+def test_grid_stage_on_validation_and_test_with_shift_profile(tmp_path):
+    samples = noise_samples(tmp_path, 6, 3, pose_limit=60)
+    _, model = write_project(tmp_path, samples, SIZE, config={"val_fraction": 0.5, "val_group": "key"})
     block = {"strides": [1, 2], "paddings": [0, 2, 3], "manifest": str(tmp_path / "manifest.csv"),
              "checkpoint": str(tmp_path / "teacher.pt"), "out_dir": str(tmp_path / "grid"),
              "batch_size": 2, "num_workers": 0, "device": "cpu"}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"ensemble_grid": block}))
     load_stage("ensemble-grid").run(tmp_path / "params.yaml", [])
-    rows = {(r["s"], r["p"]): r for r in json.loads((tmp_path / "grid" / "grid.json").read_text())}
-    assert sorted(rows) == [(1, 0), (1, 2), (1, 3), (2, 0), (2, 2)]  # (2, 3): s does not divide p
-    assert rows[(1, 3)]["A"] == 49 and rows[(2, 2)]["A"] == 9
-    test = [s for s in samples if s.split == "test"]
-    truth = np.array([s.pose for s in test])
-    for s, p in [(1, 0), (2, 2)]:
-        z = torch.stack([to_tensor(crop_box(load_rgb(t.image), t.box, SIZE, SIZE, p))
-                         for t in test])
-        pred = bins.expected_angle(ensemble_distributions(model, z, s, p, (1,))["b1"].double(), 1)
-        mae = np.abs(pred.numpy() - truth).mean(0)
-        np.testing.assert_allclose([rows[(s, p)][a] for a in ("pitch", "yaw", "roll")], mae, atol=1e-3)
+    grid = json.loads((tmp_path / "grid" / "grid.json").read_text())
+    rows = {(r["split"], r["s"], r["p"]): r for r in grid["rows"]}
+    assert sorted({r["split"] for r in grid["rows"]}) == ["SYN", "validation"]
+    # (2, 3) is no ensemble: s does not divide p
+    assert sorted((s, p) for split, s, p in rows if split == "SYN") == [(1, 0), (1, 2), (1, 3), (2, 0), (2, 2)]
+    assert rows[("SYN", 1, 3)]["A"] == 49 and rows[("SYN", 2, 2)]["A"] == 9
+    _, validation = holdout_split([s for s in samples if s.split == "train"], 0.5, "key")
+    for split, subset in [("SYN", [s for s in samples if s.split == "test"]), ("validation", validation)]:
+        truth = np.array([s.pose for s in subset])
+        for s, p in [(1, 0), (2, 2), (1, 3)]:
+            z = torch.stack([to_tensor(crop_box(load_rgb(t.image), t.box, SIZE, SIZE, p)) for t in subset])
+            pred = bins.expected_angle(ensemble_distributions(model, z, s, p, (1,))["b1"].double(), 1)
+            mae = np.abs(pred.numpy() - truth).mean(0)
+            np.testing.assert_allclose([rows[(split, s, p)][a] for a in ("pitch", "yaw", "roll")], mae, atol=1e-3)
+        # the single window at shift 0 is the plain network; shifts go up to p_max
+        profile = grid["shift"][split]
+        assert [r["shift"] for r in profile] == [0, 1, 2, 3] and profile[0]["windows"] == 1
+        assert profile[0]["mae"] == pytest.approx(rows[(split, 1, 0)]["mean"], abs=1e-3)
+        assert profile[3]["windows"] == 7 ** 2 - 5 ** 2
+    best = min((r for r in grid["rows"] if r["split"] == "validation"), key=lambda r: (r["mean"], r["A"]))
+    assert grid["chosen_on_validation"] == {k: best[k] for k in ("s", "p", "A", "mean")}
     table = (tmp_path / "grid" / "grid.md").read_text()
-    assert "## SYN" in table and "| p | s | A | pitch | yaw | roll | mean |" in table
-    image = cv2.imread(str(tmp_path / "grid" / "grid.png"))
-    assert image is not None and image.shape[0] > 100
+    assert "## validation" in table and "## SYN" in table and "| p | s | A | pitch | yaw | roll | mean |" in table
+    for png in ("grid.png", "shift.png"):
+        image = cv2.imread(str(tmp_path / "grid" / png))
+        assert image is not None and image.shape[0] > 100
+
+
+def test_window_probabilities_average_to_the_ensemble():
+    torch.manual_seed(0)
+    model = build_model("resnet18", (1, 2), input_size=SIZE).eval()
+    z = torch.randn(3, 3, SIZE + 8, SIZE + 8)
+    each = window_probabilities(model, z, 2, 4, "b2", max_windows=30)
+    assert each.shape == (3, 5, 5, 3, 99)
+    np.testing.assert_allclose(each.mean(dim=(1, 2)), ensemble_distributions(model, z, 2, 4, (2,))["b2"], atol=1e-6)
+    # window [i, j] is the crop shifted by (2 j - 4, 2 i - 4): here i = 1, j = 3
+    with torch.no_grad():
+        one = torch.softmax(model(z[:, :, 2:2 + SIZE, 6:6 + SIZE])["b2"], dim=-1)
+    np.testing.assert_allclose(each[:, 1, 3], one, atol=1e-6)
 
 
 def test_inspect_cache_prints_and_draws(tmp_path):

@@ -1,3 +1,5 @@
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -29,11 +31,33 @@ def test_table_rows_columns_and_relative_change():
     assert relative_change(3.0, 4.0) == pytest.approx(-25.0)
 
 
-def test_claims_say_which_effects_hold():
-    lines = claims(METRICS)
-    assert "- AFLW2000: Ensemble below Base? yes (3.800 vs 4.000, -5.0%)" in lines
-    assert "- AFLW2000: KD-resnet18 below Base? NO (4.100 vs 4.000, +2.5%)" in lines
-    assert "- BIWI: KD-resnet18 below Ensemble? yes (4.000 vs 5.167, -22.6%)" in lines
+def test_claims_table_shows_interval_seeds_and_verdict():
+    from pipeline.stats import compare
+    rng = np.random.default_rng(0)
+    base = rng.gamma(2.0, 2.0, size=(1, 200))
+    found = [compare(base * 0.9, base, "Ensemble", "Base").as_dict(),
+             compare(np.concatenate([base * 0.8, base * 1.2, base * 1.0]), base, "KD-resnet18", "Base").as_dict()]
+    lines = claims({**METRICS, "claims": {"AFLW2000": found}})
+    ens = next(l for l in lines if "Ensemble < Base" in l)
+    assert ens.startswith("| AFLW2000 | Ensemble < Base |") and "-10.00%" in ens and "(1 seed)" in ens
+    assert ens.endswith("| **holds** |")
+    kd = next(l for l in lines if "KD-resnet18 < Base" in l)
+    assert "-20.0%, +20.0%, +0.0%" in kd and kd.endswith("| **within noise** |")
+    assert "paired bootstrap" in lines[-1] and "one seed" not in lines[-1]   # 3 student seeds
+    assert claims(METRICS) == ["(no claims in these metrics: re-run the evaluate stage)"]
+
+
+def test_grid_section_reports_the_validation_choice_on_every_split():
+    from pipeline.report import grid_section
+    rows = [{"split": split, "s": s, "p": p, "A": (2 * p // s + 1) ** 2, "mean": mean}
+            for split, s, p, mean in [("validation", 2, 0, 5.0), ("validation", 2, 2, 4.8), ("validation", 4, 4, 4.7),
+                                      ("AFLW2000", 2, 0, 6.0), ("AFLW2000", 2, 2, 5.5), ("AFLW2000", 4, 4, 5.7)]]
+    shift = {"validation": [{"shift": 0, "windows": 1, "mae": 5.0}, {"shift": 2, "windows": 8, "mae": 5.2}]}
+    text = "\n".join(grid_section({"rows": rows, "shift": shift,
+                                    "chosen_on_validation": {"s": 4, "p": 4, "A": 9, "mean": 4.7}}, "grid"))
+    assert "Best on the validation split: s = 4, p = 4 (A = 9)." in text
+    assert "| AFLW2000 | 6.000 | 5.500 (s = 2, p = 2) | 5.700 |" in text      # test's own best is not the pick
+    assert "| validation | 5.000 | 5.200 |" in text and "(grid/shift.png)" in text
 
 
 def test_figure7_draws_bold_prediction_and_thin_truth(tmp_path):
@@ -57,7 +81,12 @@ def test_stage_writes_table_and_figure_from_evaluate_outputs(tmp_path):
     make_kd_project(tmp_path)
     train_student(tmp_path / "params.yaml")
     metrics = evaluate(tmp_path / "params.yaml")
-    text = load_stage("report").run(tmp_path / "params.yaml", [])
+    grid = {"chosen_on_validation": {"s": 1, "p": 1, "A": 9, "mean": 7.0},
+            "rows": [{"split": "validation", "s": 1, "p": p, "A": (2 * p + 1) ** 2, "mean": 8.0 - p} for p in (0, 1)],
+            "shift": {"validation": [{"shift": 0, "windows": 1, "mae": 8.0}, {"shift": 1, "windows": 8, "mae": 8.5}]}}
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    text = load_stage("report").run(tmp_path / "params.yaml", [f"report.grid={tmp_path / 'grid.json'}"])
+    assert "Best on the validation split: s = 1, p = 1 (A = 9)." in text and "| validation | 8.000 | 8.500 |" in text
     assert (tmp_path / "reports" / "results.md").read_text() == text
     kd = metrics["test"]["SYNTEST"]["KD-resnet18"]
     assert f"| KD-resnet18 | {kd['pitch']:.3f} |" in text and "![" in text and "figure7.png" in text

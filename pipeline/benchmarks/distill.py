@@ -67,6 +67,7 @@ def run(params: Path = Path("params.yaml"), steps: int = 20, online_steps: int =
         workers: Optional[int] = None, threads: int = 0, online_sp: Optional[tuple[int, int]] = None) -> dict:
     """``online_sp``: (s, p) of the online ensemble (c); default the cache's."""
     cfg = stage_config("distill", DistillConfig, params)
+    cfg = replace(cfg, seed=cfg.seeds[0])
     if cfg.teacher is None:
         raise ConfigError(f"{params}: distill.teacher must name the teacher checkpoint")
     if threads:

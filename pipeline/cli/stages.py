@@ -26,7 +26,7 @@ StageName = enum.Enum("StageName", {name: name for name in _stage_names()}, type
 @exits_on_errors
 def run_stage(
     name: Annotated[StageName, typer.Argument(show_default=False, help="DVC stage (dvc.yaml)")],
-    item: Annotated[Optional[str], typer.Argument(help="foreach item: the student backbone of distill")] = None,
+    item: Annotated[Optional[str], typer.Argument(help="matrix item of distill: a student run <backbone>-seed<k>, or a backbone (all its seeds)")] = None,
     params: Annotated[Path, typer.Option("--params", help="params file")] = Path("params.yaml"),
     set_: Annotated[List[str], typer.Option("--set", help="override a param, e.g. --set train_teacher.lr=3e-4 "
                                             "(keys: the stage's block in params.yaml)")] = [],
@@ -64,3 +64,17 @@ def profile(name: Annotated[str, typer.Argument(help="profiles/<name>.yaml (e.g.
 
     changed = apply_profile(name, params)
     typer.echo(f"{params}: {len(changed)} keys set from profile {name}" + (f" ({', '.join(changed)})" if changed else ""))
+
+
+@app.command("readme-results")
+@exits_on_errors
+def readme_results(
+    command: Annotated[str, typer.Option("--command", help="how the quoted run was made (written above the numbers)")],
+    report: Annotated[Path, typer.Option("--report", help="the report stage's markdown")] = Path("reports/results.md"),
+    readme: Annotated[Path, typer.Option("--readme", help="README to update")] = Path("README.md"),
+):
+    """Copy a run's reports/results.md into README.md's results section (between its markers)."""
+    from ..readme_results import update_readme
+
+    update_readme(readme, report, command)
+    typer.echo(f"{readme}: results section replaced from {report}")
