@@ -37,7 +37,7 @@ def apply_profile(profile: str | Path, params: str | Path = Path("params.yaml"))
         known = sorted(p.stem for p in (Path(params).parent / "profiles").glob("*.yaml"))
         raise ConfigError(f"{path}: no such profile (known: {', '.join(known) or 'none'})")
     yaml = YAML()
-    yaml.width = 100
+    yaml.width = 4096      # never re-wrap the long flow-style lines of params.yaml
     doc = yaml.load(Path(params).read_text())
     changed: list[str] = []
     _merge(doc, yaml.load(path.read_text()) or {}, "", changed)
