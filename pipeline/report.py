@@ -82,7 +82,8 @@ def claims(metrics: Mapping) -> list[str]:
     found = metrics.get("claims") or {}
     if not found:
         return ["(no claims in these metrics: re-run the evaluate stage)"]
-    lines = ["| Test set | Claim | MAE | vs | Change | 95 % interval | Change per student seed | Verdict |",
+    level = round(100 * next(iter(found.values()))[0]["level"])
+    lines = [f"| Test set | Claim | MAE | vs | Change | {level} % interval | Change per student seed | Verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for d, comparisons in found.items():
         for c in comparisons:

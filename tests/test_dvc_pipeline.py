@@ -143,6 +143,7 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(tmp_path):
     dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     for name in stage_names(dvc_yaml):
         assert f"Running stage '{name}" in first.stdout, f"stage {name} did not run"
+    assert "train-teacher: done in" in first.stdout and "distill@efficientnet_lite0-seed1: done in" in first.stdout
     assert (tmp_path / "data/manifest.csv").exists()
     assert (tmp_path / "cache/teacher-labels.h5").exists()
 

@@ -32,13 +32,18 @@ def run_stage(
                                             "(keys: the stage's block in params.yaml)")] = [],
 ):
     """Run one DVC stage by name, as `dvc repro` does (stages/<name>.py of the project)."""
+    import time
+
     from ..project import load_stage
 
     module = load_stage(name.value)
+    start = time.perf_counter()
     if item is None:
         module.run(params, set_)
     else:
         module.run(params, set_, item=item)
+    label = name.value + (f"@{item}" if item else "")
+    typer.echo(f"{label}: done in {time.perf_counter() - start:.1f} s")
 
 
 @app.command("dvc-deps")
