@@ -65,3 +65,30 @@ def test_library_never_imports_typer_and_no_module_imports_a_stage():
         if "cli" not in path.relative_to(root).parts:
             assert not {n for n in names if n.split(".")[0] in ("typer", "click")}, path
         assert not {n for n in names if n.split(".")[0] == "stages"}, path
+
+
+def test_progress_bars_redraw_rarely_when_written_to_a_pipe(monkeypatch):
+    import io
+    import sys
+
+    import tqdm
+
+    from pipeline.cli import _quiet_progress_when_piped
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(tqdm.tqdm, "__init__", tqdm.tqdm.__init__)   # restored after the test
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    _quiet_progress_when_piped(30)
+    assert tqdm.tqdm(total=3, file=io.StringIO()).mininterval == 0.1   # a terminal: tqdm's default
+    monkeypatch.setenv("TQDM_MININTERVAL", "2")                          # the user's choice: left alone
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    _quiet_progress_when_piped(30)
+    assert tqdm.tqdm(total=3, file=io.StringIO()).mininterval == 0.1
+    monkeypatch.delenv("TQDM_MININTERVAL")
+    _quiet_progress_when_piped(30)                                       # a pipe or a file
+    assert tqdm.tqdm(total=3, file=io.StringIO()).mininterval == 30
+    assert tqdm.tqdm(total=3, file=io.StringIO(), mininterval=1.0).mininterval == 1.0
