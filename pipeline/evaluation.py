@@ -121,8 +121,9 @@ def claims(rows: dict[str, np.ndarray], truth: np.ndarray, names: np.ndarray,
         for kd, seeds in runs.items():
             errors[kd] = np.stack([per_image_error(rows[r][mask], truth[mask]) for r in seeds])
         pairs = [("Ensemble", "Base")] + [(kd, base) for kd in runs for base in ("Base", "Ensemble")]
-        out[dataset] = [compare(errors[a], errors[b], row=a, baseline=b, resamples=resamples,
-                                level=level).as_dict() for a, b in pairs]
+        # keyed by claim (not a list) so that `dvc metrics show` lists every interval and verdict
+        out[dataset] = {f"{a} < {b}": compare(errors[a], errors[b], row=a, baseline=b, resamples=resamples,
+                                              level=level).as_dict() for a, b in pairs}
     return out
 
 
@@ -182,7 +183,7 @@ def evaluate_models(cfg: EvaluateConfig, ensemble: EnsembleLabelsConfig, distill
     write_json(cfg.metrics, metrics)
     for dataset, table in metrics["test"].items():
         print(f"{dataset}: " + ", ".join(f"{row} {v['mean']:.3f}" for row, v in table.items()))
-        for c in metrics["claims"][dataset]:
+        for c in metrics["claims"][dataset].values():
             print(f"  {c['row']} vs {c['baseline']}: {c['relative']:+.2f}% "
                   f"[{c['low']:+.2f}, {c['high']:+.2f}] {c['verdict']}")
     return metrics

@@ -82,16 +82,16 @@ def claims(metrics: Mapping) -> list[str]:
     found = metrics.get("claims") or {}
     if not found:
         return ["(no claims in these metrics: re-run the evaluate stage)"]
-    level = round(100 * next(iter(found.values()))[0]["level"])
+    level = round(100 * next(iter(next(iter(found.values())).values()))["level"])
     lines = [f"| Test set | Claim | MAE | vs | Change | {level} % interval | Change per student seed | Verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for d, comparisons in found.items():
-        for c in comparisons:
+        for c in comparisons.values():
             per_seed = ", ".join(f"{v:+.1f}%" for v in c["per_seed_relative"]) if c["seeds_row"] > 1 else "(1 seed)"
             lines.append(f"| {d} | {c['row']} < {c['baseline']} | {c['mae_row']:.3f} | {c['mae_baseline']:.3f} "
                          f"| {c['relative']:+.2f}% | [{c['low']:+.2f}%, {c['high']:+.2f}%] | {per_seed} "
                          f"| **{c['verdict']}** |")
-    student_seeds = {c["seeds_row"] for cs in found.values() for c in cs if c["row"].startswith("KD-")}
+    student_seeds = {c["seeds_row"] for cs in found.values() for c in cs.values() if c["row"].startswith("KD-")}
     lines += ["", "Each interval is a paired bootstrap over the test images (the same images for both "
               "rows) and, for students, over their training seeds (pipeline/stats.py). \"holds\": the "
               "whole interval is below 0; \"fails\": above 0; otherwise \"within noise\". "

@@ -5,6 +5,7 @@ stage, dep, out and params key of dvc.yaml is exercised; a second `dvc repro` mu
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -122,12 +123,25 @@ def git(cwd, *args):
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
 
+def _exp_runs(node):
+    """Every revision of `dvc exp show --json` (workspace, commits, experiments) with its data."""
+    if isinstance(node, dict):
+        if isinstance(node.get("data"), dict) and "metrics" in node["data"]:
+            yield node
+        for value in node.values():
+            yield from _exp_runs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _exp_runs(value)
+
+
 def test_dvc_repro_end_to_end_then_nothing_to_do(tmp_path):
     if shutil.which("dvc") is None:
         pytest.fail("dvc is not installed (it is a dependency in pyproject.toml)")
     for item in ("pipeline", "stages"):
         shutil.copytree(ROOT / item, tmp_path / item, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(ROOT / name, tmp_path / name)
     params = load_params(ROOT / "params.yaml")
     for block, values in TINY.items():
         if block in params:
@@ -163,6 +177,26 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(tmp_path):
                             capture_output=True, text=True, env=DVC_ENV)
     assert forced.returncode == 0, forced.stdout[-3000:] + forced.stderr[-3000:]
     assert "nothing to train" in forced.stdout
+
+    # experiments: every revision's metrics are readable (DVC caches them), and differ where they should
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "-c", "user.name=ci", "-c", "user.email=ci@example.invalid", "commit", "-qm", "baseline")
+    exp = subprocess.run(["dvc", "exp", "run", "-S", "distill.lr=0.01"], cwd=tmp_path, capture_output=True,
+                         text=True, env=DVC_ENV)
+    assert exp.returncode == 0, exp.stdout[-3000:] + exp.stderr[-3000:]
+    assert "Running stage 'train-teacher'" not in exp.stdout and "Running stage 'evaluate'" in exp.stdout
+    shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], cwd=tmp_path, capture_output=True,
+                                      text=True, env=DVC_ENV, check=True).stdout)
+    runs = list(_exp_runs(shown))
+    assert len(runs) >= 3, shown        # the workspace, the baseline commit and the experiment
+    for run in runs:
+        evaluated = run["data"]["metrics"].get("metrics/evaluate.json", {"error": "missing"})
+        assert "error" not in evaluated, (run["rev"], evaluated)
+    diff = subprocess.run(["dvc", "metrics", "diff", "HEAD", "--json"], cwd=tmp_path, capture_output=True,
+                          text=True, env=DVC_ENV)
+    assert diff.returncode == 0, diff.stderr[-2000:]
+    changed = json.loads(diff.stdout)["metrics/evaluate.json"]
+    assert any(k.startswith("test.") and "KD-efficientnet_lite0" in k for k in changed), sorted(changed)[:20]
 
 
 def test_dvc_yaml_lists_every_module_each_stage_runs():

@@ -121,7 +121,8 @@ def test_kd_row_is_the_mean_over_seeds_and_every_claim_has_an_interval(project):
     per_seed = metrics["seeds"]["SYNTEST"]["KD-resnet18"]
     assert set(per_seed) == {"seed0", "seed1"} and per_seed["seed0"] != per_seed["seed1"]
     assert metrics["test"]["SYNTEST"]["KD-resnet18"]["mean"] == pytest.approx(np.mean(list(per_seed.values())), abs=1e-4)
-    found = {(c["row"], c["baseline"]): c for c in metrics["claims"]["SYNTEST"]}
+    assert list(metrics["claims"]["SYNTEST"]) == ["Ensemble < Base", "KD-resnet18 < Base", "KD-resnet18 < Ensemble"]
+    found = {(c["row"], c["baseline"]): c for c in metrics["claims"]["SYNTEST"].values()}
     assert set(found) == {("Ensemble", "Base"), ("KD-resnet18", "Base"), ("KD-resnet18", "Ensemble")}
     for (row, baseline), c in found.items():
         table = metrics["test"]["SYNTEST"]

@@ -37,7 +37,7 @@ def test_claims_table_shows_interval_seeds_and_verdict():
     base = rng.gamma(2.0, 2.0, size=(1, 200))
     found = [compare(base * 0.9, base, "Ensemble", "Base").as_dict(),
              compare(np.concatenate([base * 0.8, base * 1.2, base * 1.0]), base, "KD-resnet18", "Base").as_dict()]
-    lines = claims({**METRICS, "claims": {"AFLW2000": found}})
+    lines = claims({**METRICS, "claims": {"AFLW2000": {f"{c['row']} < {c['baseline']}": c for c in found}}})
     ens = next(l for l in lines if "Ensemble < Base" in l)
     assert ens.startswith("| AFLW2000 | Ensemble < Base |") and "-10.00%" in ens and "(1 seed)" in ens
     assert ens.endswith("| **holds** |")
