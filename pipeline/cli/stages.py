@@ -67,8 +67,28 @@ def profile(name: Annotated[str, typer.Argument(help="profiles/<name>.yaml (e.g.
     """Switch params.yaml to a profile: merge its overrides in place (comments kept)."""
     from ..profiles import apply_profile
 
+    from ..inputs import missing_inputs
+
     changed = apply_profile(name, params)
     typer.echo(f"{params}: {len(changed)} keys set from profile {name}" + (f" ({', '.join(changed)})" if changed else ""))
+    missing = missing_inputs(params)
+    if missing:
+        typer.echo(f"before `dvc repro`, {len(missing)} inputs of this profile are missing:\n  "
+                   + "\n  ".join(missing), err=True)
+
+
+@app.command("check-inputs")
+@exits_on_errors
+def check_inputs(params: Annotated[Path, typer.Option("--params", help="params file")] = Path("params.yaml")):
+    """Report every missing input of the params (datasets, box files, weights) at once; exit 1 if any."""
+    from ..inputs import missing_inputs
+
+    missing = missing_inputs(params)
+    for problem in missing:
+        typer.echo(problem, err=True)
+    if missing:
+        raise typer.Exit(1)
+    typer.echo(f"{params}: every input is present")
 
 
 @app.command("readme-results")
