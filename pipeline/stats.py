@@ -36,6 +36,7 @@ def verdict(low: float, high: float) -> str:
 
 @dataclass(frozen=True)
 class Comparison:
+    """One claim "``row`` < ``baseline``" on one test set: the MAEs, the change and its interval."""
     row: str
     baseline: str
     mae_row: float             # mean over seeds and images
@@ -57,13 +58,14 @@ class Comparison:
 
 
 def _check(errors, name: str) -> np.ndarray:
+    """``errors`` as a float (seeds, images) array, or a ValueError naming the row."""
     e = np.asarray(errors, dtype=np.float64)
     if e.ndim != 2 or e.shape[0] < 1:
         raise ValueError(f"{name}: expected per-image errors of shape (seeds, images), got {e.shape}")
     if e.shape[1] < 2:
         raise ValueError(f"{name}: at least 2 test images are needed, got {e.shape[1]}")
-    if not np.isfinite(e).all():
-        raise ValueError(f"{name}: errors must be finite")
+    if not np.isfinite(e).all() or (e < 0).any():
+        raise ValueError(f"{name}: errors must be finite and non-negative (absolute errors)")
     return e
 
 
@@ -79,7 +81,12 @@ def _resampled_means(errors: np.ndarray, images: np.ndarray, rng: np.random.Gene
 
 def compare(errors_row, errors_baseline, row: str = "row", baseline: str = "baseline",
             resamples: int = 2000, level: float = 0.95, seed: int = 0) -> Comparison:
-    """The paired hierarchical bootstrap of the module docstring for "``row`` < ``baseline``"."""
+    """The paired hierarchical bootstrap of the module docstring for "``row`` < ``baseline``".
+
+    ``errors_row`` and ``errors_baseline``: per-image errors, shape (seeds, images), same images
+    in the same order. Resamples are drawn in blocks of ``BLOCK`` (memory stays at
+    BLOCK x seeds x images floats per row); the same ``seed`` gives the same result.
+    """
     a, b = _check(errors_row, row), _check(errors_baseline, baseline)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"{row} and {baseline} must be measured on the same images, "

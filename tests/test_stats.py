@@ -1,3 +1,6 @@
+import json
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -49,6 +52,14 @@ def test_pairing_cancels_per_image_difficulty():
     assert (paired.high - paired.low) < 0.3 * (hi - lo)
 
 
+def test_a_constant_gain_per_image_gives_a_narrow_interval():
+    base = noisy(seed=6) + 2.0
+    c = compare(base[None] - 0.5, base[None])            # exactly 0.5 degrees better on every image
+    assert c.difference == pytest.approx(-0.5) and c.verdict == "holds"
+    assert c.low <= c.relative <= c.high
+    assert c.high - c.low < 0.2 * abs(c.relative)        # only the baseline's level varies
+
+
 def test_disagreeing_seeds_widen_the_interval():
     base = noisy()
     same = np.stack([base * 0.95] * 3)
@@ -63,9 +74,39 @@ def test_disagreeing_seeds_widen_the_interval():
 def test_deterministic_for_a_seed():
     base, row = noisy(seed=4), noisy(seed=5)
     assert compare(row[None], base[None], seed=7) == compare(row[None], base[None], seed=7)
-    d = compare(row[None], base[None], seed=8).as_dict()
+    a, b = compare(row[None], base[None], seed=7), compare(row[None], base[None], seed=8)
+    assert (a.low, a.high) != (b.low, b.high)            # the seed does drive the draws ...
+    width = a.high - a.low
+    assert abs(a.low - b.low) < 0.15 * width and abs(a.high - b.high) < 0.15 * width   # ... not the answer
+    d = b.as_dict()
     assert set(d) >= {"row", "baseline", "relative", "low", "high", "verdict", "per_seed_relative"}
     assert isinstance(d["per_seed_relative"], list)
+    assert json.loads(json.dumps(d)) == d and d["low"] == round(b.low, 4)
+
+
+def test_interval_covers_the_true_change_about_as_often_as_its_level():
+    rng = np.random.default_rng(11)
+    hits, trials = 0, 150
+    for t in range(trials):                               # population: the row is 10 % better on average
+        difficulty = rng.gamma(2.0, 3.0, size=150)
+        base = difficulty * rng.gamma(20.0, 1 / 20.0, size=150)
+        row = 0.9 * difficulty * rng.gamma(20.0, 1 / 20.0, size=150)
+        c = compare(row[None], base[None], resamples=400, seed=t)
+        hits += c.low <= -10.0 <= c.high
+    assert 0.85 <= hits / trials <= 0.995
+
+
+def test_large_inputs_stay_within_memory():
+    rng = np.random.default_rng(2)
+    base = rng.gamma(2.0, 3.0, size=(1, 2000))
+    students = base * rng.uniform(0.8, 1.0, size=(5, 1))
+    tracemalloc.start()
+    try:
+        c = compare(students, base, resamples=2000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200e6 and c.seeds_row == 5 and c.verdict in {"holds", "within noise"}
 
 
 def test_bad_inputs_are_named():
@@ -76,6 +117,10 @@ def test_bad_inputs_are_named():
         compare(base[None], base[None, :5])
     with pytest.raises(ValueError, match="finite"):
         compare(np.full((1, 10), np.nan), base[None])
+    with pytest.raises(ValueError, match="Base: errors must be finite and non-negative"):
+        compare(base[None], -base[None], baseline="Base")
+    with pytest.raises(ValueError, match="level"):
+        compare(base[None], base[None], level=1.5)
     with pytest.raises(ValueError, match="at least 2 test images"):
         compare(base[None, :1], base[None, :1])
     with pytest.raises(ValueError, match="positive"):
