@@ -178,6 +178,16 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(tmp_path):
     assert forced.returncode == 0, forced.stdout[-3000:] + forced.stderr[-3000:]
     assert "nothing to train" in forced.stdout
 
+    # plots: the teacher's curves grouped (top-level plots), one declared curve per student run
+    plots = json.loads(subprocess.run(["dvc", "plots", "show", "--json"], cwd=tmp_path, capture_output=True,
+                                      text=True, env=DVC_ENV, check=True).stdout)["data"]
+    teacher = [k for k in plots if k.startswith("Teacher")]
+    students = [k for k in plots if k.startswith("dvclive/distill/")]
+    assert len(teacher) == 3 and len(students) == 2 and len(plots) == 5, sorted(plots)
+    for name in teacher + students:
+        content = plots[name][0]["content"]
+        assert content["data"]["values"] and content["encoding"]["x"]["title"] == "epoch", name
+
     # experiments: every revision's metrics are readable (DVC caches them), and differ where they should
     git(tmp_path, "add", "-A")
     git(tmp_path, "-c", "user.name=ci", "-c", "user.email=ci@example.invalid", "commit", "-qm", "baseline")
