@@ -160,28 +160,25 @@ def figure7(samples: Sequence[Sample], predicted: np.ndarray, path: str | Path, 
     atomic_write_bytes(path, encode_image(sheet))
 
 
-def read_metrics(path: Path) -> dict:
+def _read_json(path: Path, what: str, stage: str, needs: set[str]) -> dict:
+    """A JSON output of ``stage`` with at least the keys ``needs``; errors name the file."""
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: metrics not found (run the evaluate stage)") from None
+        raise ConfigError(f"{path}: {what} not found (run the {stage} stage)") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    if not {"protocol", "ensemble", "test"} <= set(data) or not data["test"]:
-        raise ConfigError(f"{path}: not an evaluate metrics file (needs protocol, ensemble, test)")
+    if not isinstance(data, dict) or not needs <= set(data) or not all(data[k] for k in needs):
+        raise ConfigError(f"{path}: not an {stage} file (needs {', '.join(sorted(needs))})")
     return data
+
+
+def read_metrics(path: Path) -> dict:
+    return _read_json(path, "metrics", "evaluate", {"protocol", "ensemble", "test"})
 
 
 def read_grid(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: ensemble grid not found (run the ensemble-grid stage)") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or not {"rows", "shift"} <= set(data):
-        raise ConfigError(f"{path}: not an ensemble-grid file (needs rows and shift)")
-    return data
+    return _read_json(path, "ensemble grid", "ensemble-grid", {"rows", "shift"})
 
 
 def prediction_rows(path: Path) -> list[str]:

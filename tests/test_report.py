@@ -95,3 +95,16 @@ def test_stage_writes_table_and_figure_from_evaluate_outputs(tmp_path):
     with pytest.raises(Exception, match="not a row"):
         write_report(stage_config("report", ReportConfig, tmp_path / "params.yaml",
                                   ["report.figure_row=KD-resnet50"]))
+
+
+def test_unreadable_inputs_are_named(tmp_path):
+    from pipeline.config import ConfigError
+    from pipeline.report import read_grid, read_metrics
+    with pytest.raises(ConfigError, match="gone.json: metrics not found \\(run the evaluate stage\\)"):
+        read_metrics(tmp_path / "gone.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ConfigError, match="bad.json: not valid JSON"):
+        read_grid(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text('{"rows": []}')
+    with pytest.raises(ConfigError, match="other.json: not an ensemble-grid file \\(needs rows, shift\\)"):
+        read_grid(tmp_path / "other.json")
