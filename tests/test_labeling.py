@@ -213,7 +213,13 @@ def test_inspect_cache_prints_and_draws(tmp_path):
     assert result.exit_code == 0, result.output
     assert "schema 2, 2 samples" in result.output and "s=2 p=4 A=25" in result.output
     assert f"truth {samples[0].pose[1]:7.2f}" in result.output
-    assert cv2.imread(str(tmp_path / "d.png")) is not None
+    drawn = cv2.imread(str(tmp_path / "d.png"))
+    assert drawn is not None and "crop the teacher saw" not in result.output
+    listed = CliRunner().invoke(app, ["inspect-cache", str(tmp_path / "cache.h5"), "--keys", key[:-1] + "*"])
+    assert listed.exit_code == 0 and f"    {key}" in listed.output
+    assert f"1 keys match '{key[:-1]}*'" in listed.output or "2 keys match" in listed.output
+    none = CliRunner().invoke(app, ["inspect-cache", str(tmp_path / "cache.h5"), "--keys", "NOPE/*"])
+    assert "0 keys match 'NOPE/*'" in none.output
     bad = CliRunner().invoke(app, ["inspect-cache", str(tmp_path / "nope.h5")])
     assert bad.exit_code == 1 and "not found" in bad.output
 
@@ -284,3 +290,16 @@ def test_a_complete_current_cache_is_kept_unless_forced_or_stale(tmp_path, capsy
     write_boxes(tmp_path / "boxes.csv", {s.key: ((4.0, 5.0, 30.0, 33.0), "haar") for s in samples})
     label(params, [f"ensemble_labels.boxes={tmp_path / 'boxes.csv'}"])
     assert "complete and current" not in capsys.readouterr().out and _sha(cache) != first[1]
+
+
+def test_inspect_draws_the_crop_the_teacher_saw(tmp_path, monkeypatch):
+    from pipeline import inspect_cache as module
+    samples, _ = make_project(tmp_path, n_train=2, n_test=0)
+    label(tmp_path / "params.yaml")
+    drawn = {}
+    monkeypatch.setattr(module, "plot_distributions", lambda png, key, probs, b, expected, truth, crop=None:
+                        drawn.update(crop=crop, truth=truth))
+    sample = sorted(samples, key=lambda s: s.key)[1]
+    module.inspect_cache(tmp_path / "cache.h5", sample.key, tmp_path / "x.png", tmp_path / "manifest.csv")
+    np.testing.assert_array_equal(drawn["crop"], crop_box(load_rgb(sample.image), sample.box, SIZE, SIZE))
+    np.testing.assert_allclose(drawn["truth"], sample.pose)

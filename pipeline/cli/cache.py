@@ -13,8 +13,9 @@ from .app import app, exits_on_errors
 @exits_on_errors
 def inspect_cache(
     path: Annotated[Path, typer.Argument(help="teacher cache, e.g. cache/teacher-labels.h5")],
+    keys: Annotated[Optional[str], typer.Option("--keys", help="list the keys matching this glob, e.g. 'AFLW2000/*' or '*'")] = None,
     key: Annotated[Optional[str], typer.Option("--key", help="sample key to show")] = None,
-    png: Annotated[Optional[Path], typer.Option("--png", help="write the key's distributions here")] = None,
+    png: Annotated[Optional[Path], typer.Option("--png", help="write the key's crop and distributions here")] = None,
     manifest: Annotated[Optional[Path], typer.Option("--manifest", help="manifest with the ground truth "
                                                      "(default: paths.manifest of --params)")] = None,
     params: Annotated[Path, typer.Option("--params", help="params file")] = Path("params.yaml"),
@@ -27,5 +28,5 @@ def inspect_cache(
 
     if manifest is None and params.is_file():
         manifest = (load_params(params).get("paths") or {}).get("manifest")
-    for line in describe(path, key, png, manifest, verify):
+    for line in describe(path, key, png, manifest, verify, keys):
         typer.echo(line)
