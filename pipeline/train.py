@@ -269,7 +269,7 @@ def _train(model, loss_fn, train_set, val_set, settings, optimizer, state, save_
                 sums[key] = sums.get(key, 0.0) + value
             n_steps += 1
             bar.update(images_per_step)
-            bar.set_postfix(loss=f"{loss_value:.3f}", mae=f"{mae:.2f}")
+            bar.set_postfix(loss=f"{loss_value:.3f}", mae=f"{mae:.2f}", refresh=False)  # redraw at tqdm's pace
             if state["global_step"] % settings.checkpoint_every == 0:
                 state["epoch"] = epoch
                 save_last()
