@@ -143,5 +143,7 @@ def augmentation_grid(samples: Sequence[Sample], cfg: AugmentConfig, size: int, 
         for crop, pose in views:
             big = cv2.resize(crop, (cell, cell), interpolation=cv2.INTER_LINEAR)
             cells.append(draw_axes(big, pose))
-    sheet = grid(cells, per_sample + 1)
+    sheet = grid(cells, per_sample + 1, row_labels=[s.key.replace("/", "/\n", 1) for s in samples],
+                 column_labels=["no augmentation"] + [f"augmented, epoch {e}" for e in range(per_sample)],
+                 legend=["label axes after the augmentation: x red, y green, nose (z) blue"])
     atomic_write_bytes(path, encode_image(sheet))

@@ -139,12 +139,34 @@ def autocast_difference(model: torch.nn.Module, z: torch.Tensor, s: int, p: int,
     return max(float((exact[k] - fast[k]).abs().max()) for k in exact)
 
 
-def check_autocast(model: torch.nn.Module, z: torch.Tensor, s: int, p: int,
-                   bin_sizes: Sequence[int], dtype: torch.dtype = torch.bfloat16,
-                   tol: float = AUTOCAST_PROB_TOL) -> float:
-    """Raise EnsembleError when reduced precision moves a probability by more than ``tol``."""
-    diff = autocast_difference(model, z, s, p, bin_sizes, dtype)
-    if diff > tol:
-        raise EnsembleError(f"{dtype} autocast changes ensemble probabilities by {diff:.2e} "
-                            f"> {tol:.0e} (fp32 reference); run with amp disabled")
-    return diff
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 convolutions in hardware (CUDA from Ampere on; CPUs with
+    AVX512-BF16 or AMX, through oneDNN). Elsewhere bf16 autocast is emulated and slower."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def choose_precision(model: torch.nn.Module, z: torch.Tensor, s: int, p: int, bin_sizes: Sequence[int],
+                     requested: str = "auto", tol: float = AUTOCAST_PROB_TOL) -> tuple[str, str]:
+    """("bf16" or "fp32", why) for the ensemble of ``model`` on ``z``'s device.
+
+    ``requested``: "fp32"; "bf16" (an EnsembleError if bf16 autocast moves a probability of
+    ``z``'s ensemble by more than ``tol`` against fp32); "auto": bf16 where the device has it
+    in hardware (:func:`native_bf16`) and it passes that check, else fp32."""
+    if requested == "fp32":
+        return "fp32", "fp32 (asked)"
+    if requested == "auto" and not native_bf16(z.device):
+        return "fp32", f"fp32 ({z.device.type} has no hardware bf16)"
+    diff = autocast_difference(model, z, s, p, bin_sizes, torch.bfloat16)
+    if diff <= tol:
+        return "bf16", f"bf16 autocast (largest probability change {diff:.1e} <= {tol:.0e} against fp32)"
+    if requested == "bf16":
+        raise EnsembleError(f"bf16 autocast changes ensemble probabilities by {diff:.2e} > {tol:.0e} "
+                            "(fp32 reference); use precision fp32 or auto")
+    return "fp32", f"fp32 (bf16 autocast moved a probability by {diff:.1e} > {tol:.0e})"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
@@ -39,6 +40,7 @@ from .labeling import LabelingError, index_batches, receptive_fields
 from .manifest import Sample, poses_array
 from .model import load_checkpoint
 from .pose import ANGLE_NAMES
+from .stage_metrics import write_stage_metrics
 
 VALIDATION = "validation"
 
@@ -53,6 +55,7 @@ class EnsembleGridConfig:
     # test sets; None = every dataset with test samples, [] = none (validation only)
     datasets: Optional[tuple[str, ...]] = None
     out_dir: Path = Path("outputs/ensemble-grid")
+    metrics: Path = Path("metrics/ensemble-grid.json")   # the (s, p) chosen on validation, wall time
     batch_size: Positive = 8
     max_windows: Positive = 512
     num_workers: NonNegative = 2
@@ -224,6 +227,7 @@ def grid_splits(cfg: EnsembleGridConfig, teacher_config: dict) -> dict[str, list
 
 def ensemble_grid(cfg: EnsembleGridConfig) -> dict:
     """The ensemble-grid job: tables, shift profiles and figures per split; returns grid.json."""
+    start = time.perf_counter()
     points = grid_points(cfg.strides, cfg.paddings)
     model, meta = load_checkpoint(cfg.checkpoint)
     device = pick_device(cfg.device)
@@ -240,5 +244,6 @@ def ensemble_grid(cfg: EnsembleGridConfig) -> dict:
     atomic_write_bytes(cfg.out_dir / "grid.md", markdown(rows, shift).encode())
     heatmap(rows, cfg.strides, cfg.paddings, cfg.out_dir / "grid.png")
     shift_plot(shift, model.input_size, cfg.out_dir / "shift.png")
+    write_stage_metrics(cfg.metrics, out, ("chosen_on_validation.*",), time.perf_counter() - start)
     print(markdown(rows, shift))
     return out

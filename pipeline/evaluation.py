@@ -10,8 +10,9 @@ the protocol for the rows of the paper's table 5:
   bootstrap interval over test images and seeds and a verdict (:mod:`pipeline.stats`).
 
 Models trained on another manifest, or students of another teacher, are refused before any
-compute (:func:`check_provenance`). Outs: ``metrics`` (DVC metrics JSON, deterministic:
-rounded, sorted, no timings) and ``predictions`` (CSV: key, dataset, row, pitch, yaw, roll,
+compute (:func:`check_provenance`). Outs: ``results`` (JSON, deterministic: rounded, sorted, no
+timings; the report reads it), ``metrics`` (its headline for `dvc metrics show`: MAE per test set,
+row and angle, each claim's change and verdict, the wall time) and ``predictions`` (CSV: key, dataset, row, pitch, yaw, roll,
 one row per student run ``KD-<backbone>-seed<k>``; the report draws figure 7 from it).
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -36,6 +38,7 @@ from .files import atomic_write_bytes, file_sha256, write_json
 from .metrics import mae_summary, predict_dataset
 from .model import load_checkpoint
 from .pose import ANGLE_NAMES
+from .stage_metrics import write_stage_metrics
 from .stats import compare, per_image_error
 
 if TYPE_CHECKING:  # the blocks of the two stages whose outputs are evaluated
@@ -43,6 +46,8 @@ if TYPE_CHECKING:  # the blocks of the two stages whose outputs are evaluated
     from .student import DistillConfig
 
 DIGITS = 4
+# `dvc metrics show` / `dvc metrics diff`: MAE per test set, row and angle; each claim's change and verdict
+HEADLINE = ("test.*.*.*", "claims.*.*.relative", "claims.*.*.verdict")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,7 +62,8 @@ class EvaluateConfig:
     max_windows: Positive = 512
     num_workers: NonNegative = 0
     device: str = "auto"
-    metrics: Annotated[Path, FromPaths("evaluate")]
+    results: Annotated[Path, FromPaths("evaluate")]
+    metrics: Path = Path("metrics/evaluate.json")   # the headline of `results`
     predictions: Annotated[Path, FromPaths("predictions")]
     bootstrap_resamples: Positive = 2000  # paired bootstrap of each claim (pipeline.stats)
     confidence: Probability = 0.95        # interval level of the claims
@@ -177,10 +183,12 @@ def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[tuple[str,
 def evaluate_models(cfg: EvaluateConfig, ensemble: EnsembleLabelsConfig, distill: DistillConfig) -> dict:
     """The evaluate job: the Ensemble row at the cache's (s, p) (``ensemble``), a KD row per
     student of ``distill`` (mean over its seeds) and the claims with their intervals; writes
-    ``cfg.metrics`` and ``cfg.predictions``, returns the metrics."""
+    ``cfg.results``, ``cfg.metrics`` and ``cfg.predictions``; returns the results."""
+    start = time.perf_counter()
     metrics, predictions = evaluate_rows(cfg, ensemble.s, ensemble.p, distill.checkpoints())
     atomic_write_bytes(cfg.predictions, predictions)
-    write_json(cfg.metrics, metrics)
+    write_json(cfg.results, metrics)
+    write_stage_metrics(cfg.metrics, metrics, HEADLINE, time.perf_counter() - start)
     for dataset, table in metrics["test"].items():
         print(f"{dataset}: " + ", ".join(f"{row} {v['mean']:.3f}" for row, v in table.items()))
         for c in metrics["claims"][dataset].values():

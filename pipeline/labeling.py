@@ -18,9 +18,10 @@ file equals the single-process one byte for byte. Single process:
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Iterator, Optional, Sequence
+from typing import Annotated, Iterator, Literal, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -30,15 +31,16 @@ from tqdm import tqdm
 
 from . import bins, distributed
 from .cache import CacheBuilder, CacheError, CacheMeta, open_cache
-from .config import FromPaths, NonNegative, Positive
+from .config import FromPaths, NonEmpty, NonNegative, Positive
 from .data import load_samples, samples_sha256
 from .distributed import DistContext, check_device
 from .errors import PipelineError
-from .ensemble import check_autocast, check_stride_padding, ensemble_distributions, input_hw
+from .ensemble import check_stride_padding, choose_precision, ensemble_distributions, input_hw
 from .image import ImageError, check_box, crop_box, load_rgb, to_tensor
 from .manifest import Sample
 from .files import file_sha256
 from .model import checkpoint_sha256, load_checkpoint
+from .stage_metrics import write_stage_metrics
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,7 +56,11 @@ class EnsembleLabelsConfig:
     max_windows: Positive = 512     # windows per forward pass (whole images)
     num_workers: NonNegative = 2
     device: str = "auto"            # auto|cpu|cuda; auto = cuda:LOCAL_RANK when available, else cpu
-    amp: bool = True                # bf16 autocast + channels_last on CUDA (checked vs fp32)
+    # auto: bf16 autocast where the device has it in hardware (CUDA, AVX512-BF16/AMX CPUs) and it
+    # moves no probability by more than 2e-3 against fp32 on the first image; fp32 for comparison
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    heads: Annotated[tuple[Positive, ...], NonEmpty()] = (1,)   # RvC heads stored (students read b1)
+    metrics: Path = Path("metrics/ensemble-labels.json")        # images, precision, rate, bytes, wall time
     force: bool = False             # label even if `out` is complete and current (by hand: --set)
 
     def __post_init__(self):
@@ -118,7 +124,7 @@ def receptive_fields(samples: Sequence[Sample], hw: tuple[int, int], p: int,
 def ensemble_batches(model: torch.nn.Module, samples: Sequence[Sample], points: Sequence[Point],
                      bin_sizes: Sequence[int], batches: Sequence[Sequence[int]], hw: tuple[int, int],
                      device: torch.device, num_workers: int = 0, max_windows: int = 512,
-                     amp: bool = False, desc: str = "", progress: bool = True
+                     bf16: bool = False, channels_last: bool = False, desc: str = "", progress: bool = True
                      ) -> Iterator[tuple[torch.Tensor, dict[Point, dict[str, torch.Tensor]]]]:
     """The ensemble (eq. 6) of ``model`` (ready on ``device``, eval mode) over ``samples``.
 
@@ -126,24 +132,21 @@ def ensemble_batches(model: torch.nn.Module, samples: Sequence[Sample], points: 
     ``(idx, {(s, p): {"bK": (B, 3, q) float32 on device}})`` for each point and head of
     ``bin_sizes``. Z is built once per image with the largest p of ``points`` (input ``hw``);
     the Z of a smaller p is its centre. A sample whose image cannot be decoded is a
-    LabelingError naming it. ``amp``: bf16 autocast and channels_last, checked against fp32 on
-    the first image (:func:`pipeline.ensemble.check_autocast`)."""
+    LabelingError naming it. ``bf16``: bf16 autocast (chosen and checked by the caller:
+    :func:`pipeline.ensemble.choose_precision`); ``channels_last``: windows in the memory
+    layout of a channels_last model (2x faster on CPU, measured)."""
     h, w = hw
     p_max = max(p for _, p in points)
-    checked = not amp
     with tqdm(total=sum(len(b) for b in batches), unit="img", desc=desc,
               disable=not progress, dynamic_ncols=True) as bar:
         for idx, z in receptive_fields(samples, hw, p_max, batches, device, num_workers):
             probs = {}
             for s, p in points:
                 centre = z[:, :, p_max - p:p_max + p + h, p_max - p:p_max + p + w]
-                if not checked:
-                    check_autocast(model, centre[:1], s, p, bin_sizes)
                 probs[(s, p)] = ensemble_distributions(model, centre, s, p, bin_sizes,
                                                        max_windows=max_windows,
-                                                       autocast_dtype=torch.bfloat16 if amp else None,
-                                                       channels_last=amp)
-            checked = True
+                                                       autocast_dtype=torch.bfloat16 if bf16 else None,
+                                                       channels_last=channels_last)
             bar.update(len(idx))
             yield idx, probs
 
@@ -174,22 +177,42 @@ def _all_ok(ok: bool, ctx: DistContext) -> bool:
     return bool(flag.item())
 
 
+class Labelled(NamedTuple):
+    path: Optional[Path]      # the cache (rank 0; None on the other ranks)
+    labelled: int             # images labelled by this call (0: the cache was complete and current)
+    seconds: float
+    precision: str
+
+
 def label_training_set(cfg: EnsembleLabelsConfig) -> Optional[Path]:
     """The ensemble-labels job: every training sample of the manifest (with its box from
-    ``cfg.boxes`` when set) through the teacher checkpoint into ``cfg.out``; returns the path on
-    rank 0 (None on the other ranks)."""
+    ``cfg.boxes`` when set) through the teacher checkpoint into ``cfg.out``, and ``cfg.metrics``;
+    returns the path on rank 0 (None on the other ranks)."""
     samples = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)
     model, _ = load_checkpoint(cfg.checkpoint)
+    absent = sorted(set(cfg.heads) - set(model.bin_sizes))
+    if absent:
+        raise LabelingError(f"ensemble_labels.heads: {cfg.checkpoint} has no head b{absent[0]} "
+                            f"(its heads: {[bins.head_name(b) for b in model.bin_sizes]})")
     meta = CacheMeta(teacher_sha256=checkpoint_sha256(cfg.checkpoint),
                      manifest_sha256=file_sha256(cfg.manifest), samples_sha256=samples_sha256(samples),
                      s=cfg.s, p=cfg.p,
-                     input_size=input_hw(model.input_size), bin_sizes=tuple(model.bin_sizes))
-    out = label_samples(samples, model, cfg.out, meta, batch_size=cfg.batch_size,
-                        chunk_size=cfg.chunk_size, num_workers=cfg.num_workers,
-                        device=cfg.device, amp=cfg.amp, max_windows=cfg.max_windows, force=cfg.force)
-    if out is not None:
-        print(f"{out}: {len(samples)} training samples, A={meta.A} windows each")
-    return out
+                     input_size=input_hw(model.input_size), bin_sizes=tuple(sorted(cfg.heads)))
+    done = label_samples(samples, model, cfg.out, meta, batch_size=cfg.batch_size,
+                         chunk_size=cfg.chunk_size, num_workers=cfg.num_workers,
+                         device=cfg.device, precision=cfg.precision, max_windows=cfg.max_windows,
+                         force=cfg.force)
+    if done.path is None:
+        return None
+    if done.labelled or not cfg.metrics.is_file():   # a cache kept as it was keeps its metrics
+        rate = done.labelled / done.seconds if done.labelled and done.seconds else 0.0
+        write_stage_metrics(cfg.metrics, {
+            "images": len(samples), "A": meta.A, "precision": done.precision,
+            "heads": ",".join(bins.head_name(b) for b in meta.bin_sizes),
+            "bytes_per_image": round(done.path.stat().st_size / len(samples), 1),
+            "images_per_s": round(rate, 2), "windows_per_s": round(rate * meta.A, 1)}, ("*",), done.seconds)
+    print(f"{done.path}: {len(samples)} training samples, A={meta.A} windows each, {done.precision}")
+    return done.path
 
 
 def _is_current(path: Path, meta: CacheMeta, keys: Sequence[str]) -> bool:
@@ -202,10 +225,19 @@ def _is_current(path: Path, meta: CacheMeta, keys: Sequence[str]) -> bool:
     return cache.meta == meta and cache.keys == list(keys)
 
 
+def _first_field(samples: Sequence[Sample], meta: CacheMeta, dev: torch.device) -> torch.Tensor:
+    """Z (1, 3, h + 2p, w + 2p) of the first sample, for the precision check."""
+    h, w = meta.input_size
+    _, z, error = ReceptiveFieldDataset(samples[:1], h, w, meta.p)[0]
+    if error:
+        raise LabelingError(error)
+    return z[None].to(dev)
+
+
 def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: str | Path,
                   meta: CacheMeta, batch_size: int = 16, chunk_size: int = 256,
-                  num_workers: int = 0, device: str = "cpu", amp: bool = True,
-                  max_windows: int = 512, progress: bool = True, force: bool = False) -> Optional[Path]:
+                  num_workers: int = 0, device: str = "cpu", precision: str = "auto",
+                  max_windows: int = 512, progress: bool = True, force: bool = False) -> Labelled:
     """Label every sample (sorted by key, each with a box) into the cache at ``out_path``;
     unless ``force``, a complete cache at ``out_path`` with the same provenance (teacher,
     manifest, samples with their boxes and image bytes, s, p, input size, precision, code
@@ -216,26 +248,30 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
     ``device`` is "auto", "cpu" or "cuda" (:func:`pipeline.distributed.pick_device`); under
     torchrun each rank uses cuda:LOCAL_RANK.
 
-    Returns the path on rank 0 (None on other ranks). ``amp`` means bf16 autocast and
-    channels_last on CUDA, checked against fp32 on the first batch; ignored on CPU. The
-    precision used is recorded in the cache (``precision``) and is part of the job's identity.
+    ``precision`` ("auto", "fp32", "bf16") is decided on the first image
+    (:func:`pipeline.ensemble.choose_precision`; under torchrun bf16 only if every rank chose
+    it), recorded in the cache (``precision``) and part of the job's identity. The model runs
+    channels_last in both precisions.
     """
     check_stride_padding(meta.s, meta.p)
     samples = sorted(samples, key=lambda s: s.key)
     if not samples:
         raise LabelingError(f"{out_path}: no samples to label")
+    start = time.perf_counter()
     ctx = distributed.setup(device)
     rank, world, dev = ctx.rank, ctx.world_size, ctx.device
-    use_amp = amp and dev.type == "cuda"
-    meta = dataclasses.replace(meta, precision="bf16" if use_amp else "fp32")
+    model = model.to(dev).eval().to(memory_format=torch.channels_last)
+    chosen, why = choose_precision(model, _first_field(samples, meta, dev), meta.s, meta.p, meta.bin_sizes,
+                                   precision)
+    bf16 = _all_ok(chosen == "bf16", ctx)
+    meta = dataclasses.replace(meta, precision="bf16" if bf16 else "fp32")
+    if rank == 0:
+        print("ensemble-labels: " + (why if bf16 or chosen == "fp32" else "fp32 (another rank failed the bf16 check)"))
     if not force and _is_current(Path(out_path), meta, [s.key for s in samples]):
         if rank == 0:
             print(f"{out_path}: complete and current (same teacher, samples, boxes, images, s, p, "
                   "precision); nothing to label (to relabel: --set ensemble_labels.force=true)")
-        return Path(out_path) if rank == 0 else None
-    model = model.to(dev).eval()
-    if use_amp:
-        model = model.to(memory_format=torch.channels_last)
+        return Labelled(Path(out_path) if rank == 0 else None, 0, time.perf_counter() - start, meta.precision)
     builder = CacheBuilder(out_path, meta, [s.key for s in samples], chunk_size, lock=False)
     error = None
     if rank == 0:
@@ -246,19 +282,20 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
     if not _all_ok(error is None, ctx):
         raise error or LabelingError(f"{out_path}: rank 0 could not take the cache lock")
     try:
+        labelled = sum(len(builder.chunk_keys(c)) for c in builder.pending())   # by all ranks (counted before any starts)
         distributed.barrier(ctx)
-        pending = builder.pending(rank, world)
-        _label_chunks(builder, samples, pending, model, dev, meta, batch_size,
-                      num_workers, use_amp, max_windows, progress and rank == 0)
+        _label_chunks(builder, samples, builder.pending(rank, world), model, dev, meta, batch_size,
+                      num_workers, bf16, max_windows, progress and rank == 0)
         distributed.barrier(ctx)
-        return builder.finish() if rank == 0 else None
+        path = builder.finish() if rank == 0 else None
+        return Labelled(path, labelled, time.perf_counter() - start, meta.precision)
     finally:
         builder.release()
         distributed.barrier(ctx)
 
 
 def _label_chunks(builder: CacheBuilder, samples, pending, model, dev, meta, batch_size,
-                  num_workers, use_amp, max_windows, show_progress) -> None:
+                  num_workers, bf16, max_windows, show_progress) -> None:
     # batches never cross a chunk boundary, so a chunk is written as soon as it is done
     batches, chunk_of_batch = [], []
     for c in pending:
@@ -271,7 +308,8 @@ def _label_chunks(builder: CacheBuilder, samples, pending, model, dev, meta, bat
     current, acc, done = None, None, 0
     for (idx, probs), chunk in zip(ensemble_batches(model, samples, [point], meta.bin_sizes, batches,
                                                     meta.input_size, dev, num_workers, max_windows,
-                                                    amp=use_amp, desc=f"ensemble A={meta.A}",
+                                                    bf16=bf16, channels_last=True,
+                                                    desc=f"ensemble A={meta.A} {meta.precision}",
                                                     progress=show_progress), chunk_of_batch):
         if chunk != current:
             current, acc, done = chunk, {"idx": [], **{k: [] for k in heads}}, 0

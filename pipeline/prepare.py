@@ -11,6 +11,7 @@ The protocols and the datasets they read: :mod:`pipeline.protocols`. In the defa
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -19,6 +20,10 @@ from . import protocols
 from .config import FromPaths, NonNegative, Positive, as_dict
 from .manifest import manifest_bytes
 from .files import atomic_write_bytes, write_json
+from .stage_metrics import write_stage_metrics
+
+# `dvc metrics show`: the sample counts (read - kept = dropped, each reason in the report)
+HEADLINE = ("samples", "train", "test", "datasets.*.read", "datasets.*.kept")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +36,7 @@ class PrepareConfig:
     aflw_test_images: NonNegative = protocols.AFLW_TEST_IMAGES
     manifest: Annotated[Path, FromPaths("manifest")]
     report: Annotated[Path, FromPaths("prepare_report")]
+    metrics: Path = Path("metrics/prepare.json")   # the headline counts and wall time
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -44,8 +50,9 @@ def summary_lines(report: dict) -> list[str]:
 
 
 def prepare(cfg: PrepareConfig) -> dict:
-    """Build the protocol's samples from ``cfg.data_root``; write manifest and report
+    """Build the protocol's samples from ``cfg.data_root``; write manifest, report and metrics
     atomically, print the counts; returns the report."""
+    start = time.perf_counter()
     samples, report = protocols.build(cfg.protocol, cfg.data_root, cfg.box_files, on_bad=cfg.on_bad,
                                       workers=cfg.workers, aflw_test_images=cfg.aflw_test_images)
     data = manifest_bytes(samples)
@@ -53,6 +60,7 @@ def prepare(cfg: PrepareConfig) -> dict:
               "manifest": str(cfg.manifest), "manifest_sha256": hashlib.sha256(data).hexdigest()}
     atomic_write_bytes(cfg.manifest, data)
     write_json(cfg.report, report)
+    write_stage_metrics(cfg.metrics, report, HEADLINE, time.perf_counter() - start)
     for line in summary_lines(report):
         print(line)
     return report

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Mapping, Optional, Sequence
@@ -21,18 +22,20 @@ import numpy as np
 
 from .config import FromPaths, AtLeast, ConfigError, NonEmpty, Positive
 from .data import load_samples
-from .draw import draw_axes, grid
+from .draw import caption, draw_axes, grid
 from .image import crop_box, encode_image, load_rgb
 from .manifest import Sample
 from .files import atomic_write_bytes
 from .pose import ANGLE_NAMES
+from .stage_metrics import write_stage_metrics
 
 PRED_THICKNESS, TRUTH_THICKNESS = 4, 1
 
 
 @dataclass(frozen=True, kw_only=True)
 class ReportConfig:
-    metrics: Annotated[tuple[Path, ...], NonEmpty(), FromPaths("evaluate")]   # one evaluate JSON per protocol
+    results: Annotated[tuple[Path, ...], NonEmpty(), FromPaths("evaluate")]   # one evaluate results JSON per protocol
+    metrics: Path = Path("metrics/report.json")   # the report's wall time
     predictions: Annotated[Path, FromPaths("predictions")]    # of the first metrics file
     manifest: Annotated[Path, FromPaths("manifest")]
     boxes: Annotated[Optional[Path], FromPaths("boxes")]
@@ -144,9 +147,10 @@ def report_markdown(all_metrics: Sequence[Mapping], figure: str | None = None, p
 
 
 def figure7(samples: Sequence[Sample], predicted: np.ndarray, path: str | Path, cell: int = 160,
-            columns: int = 4, margin: float = 0.25) -> None:
+            columns: int = 4, margin: float = 0.25, row: str = "") -> None:
     """PNG: each sample's box grown by ``margin`` (stretched to cell x cell), predicted axes
-    bold and ground-truth axes thin (same colours: x red, y green, nose blue)."""
+    bold and ground-truth axes thin (same colours: x red, y green, nose blue), its error below
+    it, its dataset left of each row, and a legend naming the predictions' ``row``."""
     if len(samples) != len(predicted) or not samples:
         raise ValueError(f"figure 7 needs one prediction per sample, got {len(samples)} and {len(predicted)}")
     cells = []
@@ -155,9 +159,13 @@ def figure7(samples: Sequence[Sample], predicted: np.ndarray, path: str | Path, 
         grow_x, grow_y = margin * (x2 - x1), margin * (y2 - y1)
         crop = crop_box(load_rgb(sample.image), (x1 - grow_x, y1 - grow_y, x2 + grow_x, y2 + grow_y), cell, cell)
         crop = draw_axes(crop, sample.pose, thickness=TRUTH_THICKNESS)
-        cells.append(draw_axes(crop, pred, thickness=PRED_THICKNESS))
-    sheet = grid(cells, min(columns, len(cells)))
-    atomic_write_bytes(path, encode_image(sheet))
+        error = float(np.mean(np.abs(np.asarray(pred) - np.asarray(sample.pose))))
+        cells.append(caption(draw_axes(crop, pred, thickness=PRED_THICKNESS), f"error {error:.1f} deg"))
+    columns = min(columns, len(cells))
+    datasets = [samples[i].dataset for i in range(0, len(samples), columns)]
+    legend = [f"Figure 7: {row or 'predictions'} (bold axes) against the ground truth (thin axes)",
+              "axes: x red, y green, nose (z) blue; error: mean |predicted - true| of pitch, yaw, roll"]
+    atomic_write_bytes(path, encode_image(grid(cells, columns, row_labels=datasets, legend=legend)))
 
 
 def _read_json(path: Path, what: str, stage: str, needs: set[str]) -> dict:
@@ -207,7 +215,8 @@ def write_report(cfg: ReportConfig) -> str:
     """The report job: ``cfg.out_md`` (table 5 of every metrics file) and ``cfg.out_png``
     (figure 7: ``images_per_set`` test images per test set, of row ``figure_row``); returns the
     markdown."""
-    all_metrics = [read_metrics(p) for p in cfg.metrics]
+    start = time.perf_counter()
+    all_metrics = [read_metrics(p) for p in cfg.results]
     rows = prediction_rows(cfg.predictions)
     row = cfg.figure_row or next((r for r in rows if r.startswith("KD-")), "Base")
     if row not in rows:
@@ -220,12 +229,13 @@ def write_report(cfg: ReportConfig) -> str:
         picks = np.linspace(0, len(subset) - 1, min(cfg.images_per_set, len(subset))).round().astype(int)
         chosen += [subset[i] for i in picks]
     figure7(chosen, np.array([predicted[s.key] for s in chosen]), cfg.out_png, cell=cfg.cell,
-            columns=cfg.images_per_set)
+            columns=cfg.images_per_set, row=row)
     figure = os.path.relpath(cfg.out_png, cfg.out_md.parent)
     grid = read_grid(cfg.grid) if cfg.grid else None
     grid_dir = os.path.relpath(cfg.grid.parent, cfg.out_md.parent) if cfg.grid else ""
     text = (report_markdown(all_metrics, figure=f"{figure}", profile=cfg.profile, grid=grid, grid_dir=grid_dir)
             + f"\nFigure 7 shows row {row}.\n")
     atomic_write_bytes(cfg.out_md, text.encode())
+    write_stage_metrics(cfg.metrics, {}, (), time.perf_counter() - start)
     print(text)
     return text

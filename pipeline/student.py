@@ -8,7 +8,8 @@ Target = the cached ensemble distribution, flipped/rotated with the crop
 manifest, the keys, the boxes and (if ``teacher`` is set) the teacher checkpoint. Training is
 :func:`pipeline.train.fit` (validation slice, resume, DVCLive, torchrun); the checkpoint meta
 records the cache's sha256 and attributes. Outs per run: ``<checkpoint_dir>/<run>.pt``,
-``<state_dir>/<run>/``, ``<metrics_dir>/<run>.json``, ``<live_dir>/<run>/``.
+``<state_dir>/<run>/``, ``<report_dir>/<run>.json`` (every number) and ``<metrics_dir>/<run>.json``
+(its headline for `dvc metrics show`), ``<live_dir>/<run>/``.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from .distributed import barrier, setup, teardown
 from .losses import distillation_loss
 from .files import file_sha256, write_json
 from .metrics import evaluate
+from .stage_metrics import write_stage_metrics
 from .backbones import check_backbone
 from .model import build_model, checkpoint_meta, load_checkpoint, weights_fingerprint
 from .train import TRAINING_CODE_MODULES, TrainingStageConfig, fit
@@ -54,6 +56,7 @@ class DistillConfig(TrainingStageConfig):
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(rotate=0.0))
     checkpoint_dir: Annotated[Path, FromPaths("students")]
     state_dir: Path = Path("checkpoints/students-state")
+    report_dir: Path = Path("outputs/distill")
     metrics_dir: Path = Path("metrics/distill")
     live_dir: Path = Path("dvclive/distill")
 
@@ -153,15 +156,19 @@ def distill(cfg: DistillConfig, backbone: str, seed: Optional[int] = None, on_st
             return None
         best, _ = load_checkpoint(cfg.checkpoint(backbone, seed), map_location=ctx.device)
         test_samples = load_samples(cfg.manifest, split="test", boxes=cfg.boxes)
-        metrics = {"student": backbone, "seed": seed, "best_epoch": summary["best_epoch"],
+        report = {"student": backbone, "seed": seed, "best_epoch": summary["best_epoch"],
                    "val": {"mae": summary["best_val_mae"]},
                    "test": evaluate(best, test_samples, device=ctx.device) if test_samples else {},
                    "timing": summary["timing"],
                    "checkpoint_sha256": file_sha256(cfg.checkpoint(backbone, seed)),
                    "teacher_cache": provenance}
-        write_json(cfg.metrics_dir / f"{name}.json", metrics)
-        print(f"distill {name}: best epoch {metrics['best_epoch']}, validation MAE {metrics['val']['mae']:.2f}")
-        return metrics
+        write_json(cfg.report_dir / f"{name}.json", report)
+        # wall time: the training loop's, kept in the state (a finished run re-run reports the same)
+        write_stage_metrics(cfg.metrics_dir / f"{name}.json", report,
+                            ("best_epoch", "val.mae", f"test.*.{best.prediction_head}.mae", "timing.images_per_s"),
+                            summary["timing"]["train_s"])
+        print(f"distill {name}: best epoch {report['best_epoch']}, validation MAE {report['val']['mae']:.2f}")
+        return report
     finally:
         teardown(ctx)
 

@@ -9,7 +9,7 @@ The best epoch by validation MAE of the bin-1 head is kept; the protocol's test 
 used for the choice, only evaluated at the end (with the trivial mean-pose predictor beside them).
 
 Outs: ``checkpoint`` (best), ``state_dir``/last.pt (resume; a persistent out),
-``metrics`` (JSON), ``live_dir`` (DVCLive plots), ``grid`` (augmented samples with labels).
+``report`` (JSON: every number), ``metrics`` (its headline for `dvc metrics show`), ``live_dir`` (DVCLive plots), ``grid`` (augmented samples with labels).
 Under ``torchrun --nproc_per_node N`` it trains with DDP (batch_size stays the global batch).
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ from .distributed import barrier, setup, teardown
 from .losses import teacher_loss
 from .files import file_sha256, write_json
 from .metrics import evaluate, trivial_mae
+from .stage_metrics import write_stage_metrics
 from .backbones import check_backbone
 from .model import build_model, checkpoint_meta, load_checkpoint, weights_fingerprint
 from .train import TRAINING_CODE_MODULES, TrainingStageConfig, fit
@@ -42,7 +43,8 @@ class TrainTeacherConfig(TrainingStageConfig):
     grid_samples: Positive = 6
     checkpoint: Annotated[Path, FromPaths("teacher")]
     state_dir: Path = Path("checkpoints/teacher-state")
-    metrics: Path = Path("metrics/train-teacher.json")
+    report: Path = Path("outputs/train-teacher/report.json")   # every number (per head, trivial predictor)
+    metrics: Path = Path("metrics/train-teacher.json")         # the headline of the report
     live_dir: Path = Path("dvclive/train-teacher")
     grid: Path = Path("plots/train-teacher-augment.png")
 
@@ -78,7 +80,7 @@ def train_teacher(cfg: TrainTeacherConfig, on_step=None) -> Optional[dict]:
         best, _ = load_checkpoint(cfg.checkpoint, map_location=ctx.device)
         test_samples = load_samples(cfg.manifest, split="test", boxes=cfg.boxes)
         train_poses = train_set.poses()
-        metrics = {
+        report = {
             "best_epoch": summary["best_epoch"],
             "val": {"mae": summary["best_val_mae"], "trivial_mae": trivial_mae(train_poses, val_set.poses())["mae"]},
             "test": evaluate(best, test_samples, device=ctx.device) if test_samples else {},
@@ -87,9 +89,12 @@ def train_teacher(cfg: TrainTeacherConfig, on_step=None) -> Optional[dict]:
             "timing": summary["timing"],
             "checkpoint_sha256": file_sha256(cfg.checkpoint),
         }
-        write_json(cfg.metrics, metrics)
-        print(f"best epoch {metrics['best_epoch']}: validation MAE {metrics['val']['mae']:.2f} "
-              f"(mean-pose predictor {metrics['val']['trivial_mae']:.2f})")
-        return metrics
+        write_json(cfg.report, report)
+        # wall time: the training loop's, kept in the state (a finished run re-run reports the same)
+        write_stage_metrics(cfg.metrics, report, ("best_epoch", "val.mae", f"test.*.{best.prediction_head}.mae",
+                                                  "timing.images_per_s"), summary["timing"]["train_s"])
+        print(f"best epoch {report['best_epoch']}: validation MAE {report['val']['mae']:.2f} "
+              f"(mean-pose predictor {report['val']['trivial_mae']:.2f})")
+        return report
     finally:
         teardown(ctx)

@@ -217,7 +217,7 @@ def fit(model: HeadPoseNet, loss_fn: LossFn, train_set, val_set, settings: Train
     wall = timing["data_wait_s"] + timing["compute_s"]
     return {"best_val_mae": state["best_mae"], "best_epoch": state["best_epoch"],
             "history": state["history"],
-            "timing": {**timing, "images_per_s": timing["images"] / wall if wall else 0.0,
+            "timing": {**timing, "train_s": wall, "images_per_s": timing["images"] / wall if wall else 0.0,
                        "data_wait_share": timing["data_wait_s"] / wall if wall else 0.0}}
 
 

@@ -87,7 +87,10 @@ def test_grid_png(tmp_path):
         samples.append(Sample(key=f"t/{i}", dataset="t", image=str(path), pose=pose, box=BOX))
     out = tmp_path / "grid.png"
     augmentation_grid(samples, AugmentConfig(), 64, seed=0, path=out, per_sample=3, cell=64)
-    assert load_rgb(out).shape == (2 * 64, 4 * 64, 3)
+    sheet = load_rgb(out)
+    header, label, legend = 18, 96, 18                # column labels, sample keys, one legend line
+    assert sheet.shape == (header + 2 * 64 + legend, label + 4 * 64, 3)
+    assert (sheet[:header, label:] < 128).any() and (sheet[header:header + 128, :label] < 128).any()
 
 
 @pytest.mark.parametrize("angle,flip", [(0.0, False), (12.0, False), (0.0, True), (-9.0, True)])

@@ -1,16 +1,39 @@
 """The benchmarks measure what they claim: the paths they time compute the same thing."""
 import torch
+import yaml
 
 from pipeline.benchmarks import labeling
+from fixtures_project import noise_samples, write_project
 
 
-def test_labeling_bench_paths_agree_and_report_every_target():
+def test_labeling_bench_times_every_variant_on_the_project_teacher(tmp_path):
     torch.set_num_threads(1)
-    r = labeling.run(images=2, size=32, s=2, p=2, backbone="resnet18", naive_batch=1, repeats=1)
-    assert r["A"] == 9
-    assert r["max_abs_diff_naive_vs_project"] < 1e-5  # naive crops and strided views agree
-    for key in ("a_over_b", "b_over_c_minus_1", "naive_s", "project_s", "pure_forward_s"):
-        assert r[key] == r[key] and r[key] != float("inf")  # finite numbers, not NaN
-    assert 1188 <= r["b1_bytes_per_image"] <= 2048  # 3 x 198 float16 = 1188 bytes + keys/boxes share
-    mean_kl, max_kl = r["kl_fp16_model"]
-    assert 0 <= mean_kl <= max_kl < 1e-3
+    samples = noise_samples(tmp_path, 5, 0, pose_limit=60)
+    write_project(tmp_path, samples, 16)
+    block = {"s": 2, "p": 2, "manifest": str(tmp_path / "manifest.csv"), "checkpoint": str(tmp_path / "teacher.pt"),
+             "out": str(tmp_path / "cache.h5"), "batch_size": 2, "chunk_size": 2, "num_workers": 0,
+             "max_windows": 18}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"ensemble_labels": block}))
+    r = labeling.run(tmp_path / "params.yaml", images=4, repeats=1)
+    assert r["A"] == 9 and r["images"] == 4 and r["windows_per_forward"] == 18
+    assert r["max_abs_diff_crops_vs_views"] < 1e-5     # shifted crops and strided views agree
+    for prec in r["precisions"]:
+        for name in ("a_crops", "b_views", "c_forward", "d_job"):
+            t = r["timing"][f"{prec} {name}"]
+            assert 0 < t["min"] <= t["median"] <= t["max"] < float("inf")
+    files = r["cache"]["files"]
+    assert files["b1 gzip"]["bytes_per_image"] < files["b1 uncompressed"]["bytes_per_image"] \
+        < files["all heads gzip"]["bytes_per_image"]
+    assert 1188 + 28 <= files["b1 uncompressed"]["bytes_per_image"] <= 1300   # 3 x 198 float16 + key, box, angles
+    assert all(files[name]["read_s"]["median"] > 0 for name in ("b1 gzip", "b1 uncompressed"))
+    assert 0 <= r["cache"]["kl_mean"] <= r["cache"]["kl_max"] < 1e-5
+    assert "job / forward - 1" in labeling.report(r)
+
+
+def test_labeling_bench_needs_the_trained_teacher(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"ensemble_labels": {
+        "manifest": str(tmp_path / "m.csv"), "checkpoint": str(tmp_path / "gone.pt"), "out": str(tmp_path / "c.h5")}}))
+    import pytest
+    from pipeline.config import ConfigError
+    with pytest.raises(ConfigError, match="gone.pt: no teacher checkpoint; run `dvc repro` first"):
+        labeling.run(tmp_path / "params.yaml")

@@ -135,6 +135,14 @@ def _exp_runs(node):
             yield from _exp_runs(value)
 
 
+def _flat(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key
+
+
 def test_dvc_repro_end_to_end_then_nothing_to_do(tmp_path):
     if shutil.which("dvc") is None:
         pytest.fail("dvc is not installed (it is a dependency in pyproject.toml)")
@@ -164,6 +172,30 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(tmp_path):
     second = subprocess.run(["dvc", "repro"], cwd=tmp_path, capture_output=True, text=True, env=DVC_ENV)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Running stage" not in second.stdout, second.stdout
+
+    # `dvc metrics show`: every stage's headline and wall time, a table a person can read
+    shown = json.loads(subprocess.run(["dvc", "metrics", "show", "--json"], cwd=tmp_path, capture_output=True,
+                                      text=True, env=DVC_ENV, check=True).stdout)
+    files = next(iter(shown.values()))["data"]            # the workspace (keyed "" or "workspace")
+    runs = len(TINY["distill"]["seeds"])
+    assert len(files) == len(stage_names(dvc_yaml)) - 1 + runs, sorted(files)   # one per stage, per student run
+    for name, content in files.items():
+        assert "wall_s" in content["data"], name
+    table = subprocess.run(["dvc", "metrics", "show"], cwd=tmp_path, capture_output=True, text=True,
+                           env=DVC_ENV, check=True).stdout
+    columns = {key for content in files.values() for key in _flat(content["data"])}
+    assert len(columns) <= 80, sorted(columns)            # was ~400 columns, 8,000 characters wide
+    assert "sha256" not in table and "config" not in table
+
+    # a finished stage run by hand does what DVC would: nothing, and `dvc status` stays clean
+    for stage in (["ensemble-labels"], ["distill", "efficientnet_lite0-seed0"]):
+        by_hand = subprocess.run(["pipeline", "run-stage", *stage], cwd=tmp_path, capture_output=True, text=True,
+                                 env=DVC_ENV)
+        assert by_hand.returncode == 0, by_hand.stderr[-2000:]
+        assert "complete and current" in by_hand.stdout or "nothing to train" in by_hand.stdout, by_hand.stdout
+        status = subprocess.run(["dvc", "status", "--json"], cwd=tmp_path, capture_output=True, text=True,
+                                env=DVC_ENV, check=True)
+        assert json.loads(status.stdout or "{}") == {}, (stage, status.stdout)
 
     # a key that changes no result: DVC reruns the finished training, which keeps its weights
     # and rewrites every declared output (DVC deleted them), so nothing downstream reruns
@@ -236,3 +268,19 @@ def test_committed_dvc_lock_is_in_step_with_code_and_params():
             if deps:
                 stale[stage] = deps
     assert not stale, f"dvc.lock is older than the code or params: {stale}"
+
+
+def test_dvc_plots_page_works_offline(tmp_path):
+    """`dvc plots show` writes a page with Vega inlined (the project's .dvc/config), no CDN."""
+    (tmp_path / ".dvc").mkdir()
+    shutil.copy(ROOT / ".dvc" / "config", tmp_path / ".dvc" / "config")
+    shutil.copytree(ROOT / "assets", tmp_path / "assets")
+    git(tmp_path, "init", "-q")
+    (tmp_path / "curve.tsv").write_text("step\tmae\n0\t9.5\n1\t7.25\n")
+    (tmp_path / "dvc.yaml").write_text("plots:\n- curve.tsv:\n    x: step\n    y: mae\n")
+    done = subprocess.run(["dvc", "plots", "show", "-o", "page"], cwd=tmp_path, capture_output=True, text=True,
+                          env=DVC_ENV)
+    assert done.returncode == 0, done.stderr[-2000:]
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert "<scriptsrc=" not in page.replace(" ", "")     # nothing loaded from the network
+    assert 'var e="5.20.2"' in page and "vegaEmbed('#" in page and "7.25" in page

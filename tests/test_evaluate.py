@@ -62,13 +62,19 @@ def test_rows_per_test_set_match_direct_computations(project):
     assert len(rows) == 3 * len(test) and {r["row"] for r in rows} == {"Base", "Ensemble", "KD-resnet18-seed0"}
 
 
-def test_metrics_are_deterministic_without_timings(project):
+def test_results_are_deterministic_and_metrics_are_their_headline(project):
     root, _ = project
     evaluate(root / "params.yaml")
-    first = (root / "metrics" / "evaluate.json").read_bytes()
+    first = (root / "outputs" / "evaluate.json").read_bytes()
     evaluate(root / "params.yaml")
-    assert (root / "metrics" / "evaluate.json").read_bytes() == first
-    assert "timing" not in first.decode() and json.loads(first)["samples"] == {"SYNTEST": 4}
+    assert (root / "outputs" / "evaluate.json").read_bytes() == first
+    results = json.loads(first)
+    assert "timing" not in first.decode() and results["samples"] == {"SYNTEST": 4}
+    headline = json.loads((root / "metrics" / "evaluate.json").read_text())
+    assert headline["test"] == results["test"] and headline["wall_s"] > 0
+    claim = results["claims"]["SYNTEST"]["Ensemble < Base"]
+    assert headline["claims"]["SYNTEST"]["Ensemble < Base"] == {"relative": claim["relative"], "verdict": claim["verdict"]}
+    assert set(headline) == {"test", "claims", "wall_s"}
 
 
 def test_missing_student_checkpoint_is_named(project):

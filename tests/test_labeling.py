@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import cv2
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -19,7 +20,8 @@ from pipeline.boxes import write_boxes
 from pipeline.cache import Expect, open_cache
 from pipeline.config import stage_config
 from pipeline.data import holdout_split
-from pipeline.ensemble import ensemble_distributions, window_probabilities
+from pipeline import ensemble as ensemble_module
+from pipeline.ensemble import EnsembleError, choose_precision, ensemble_distributions, window_probabilities
 from pipeline.image import crop_box, load_rgb, to_tensor
 from pipeline.labeling import EnsembleLabelsConfig, LabelingError, label_training_set
 from pipeline.files import file_sha256
@@ -38,7 +40,8 @@ def make_project(tmp_path, n_train=6, n_test=2, s=2, p=4):
     _, model = write_project(tmp_path, samples, SIZE)
     block = {"s": s, "p": p, "manifest": str(tmp_path / "manifest.csv"),
              "checkpoint": str(tmp_path / "teacher.pt"), "out": str(tmp_path / "cache.h5"),
-             "batch_size": 2, "chunk_size": 2, "num_workers": 0, "device": "cpu"}
+             "batch_size": 2, "chunk_size": 2, "num_workers": 0, "device": "cpu",
+             "precision": "fp32", "heads": [1, 2, 3, 4], "metrics": str(tmp_path / "labels-metrics.json")}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"ensemble_labels": block}))
     return samples, model
 
@@ -66,6 +69,44 @@ def test_stage_labels_training_samples(tmp_path):
     direct = ensemble_distributions(model, z, 2, 4, (1, 3))
     np.testing.assert_allclose(cache.probs(train[1].key, 1), direct["b1"][1].numpy(), atol=1e-3)
     np.testing.assert_allclose(cache.probs(train[0].key, 3), direct["b3"][0].numpy(), atol=1e-3)
+
+
+def test_default_cache_is_lean_compressed_and_its_metrics_are_kept_when_current(tmp_path):
+    samples, _ = make_project(tmp_path, n_train=4, n_test=0)
+    params = tmp_path / "params.yaml"
+    label(params, ["ensemble_labels.heads=[1]"])
+    with h5py.File(tmp_path / "cache.h5", "r") as f:
+        assert list(f["heads"]) == ["b1"] and list(f.attrs["bin_sizes"]) == [1]
+        prob = f["heads/b1/prob"]
+        assert prob.compression == "gzip" and prob.shuffle and prob.fletcher32
+    metrics = json.loads((tmp_path / "labels-metrics.json").read_text())
+    assert metrics["images"] == 4 and metrics["precision"] == "fp32" and metrics["heads"] == "b1"
+    assert metrics["bytes_per_image"] == pytest.approx((tmp_path / "cache.h5").stat().st_size / 4, abs=0.1)
+    assert metrics["images_per_s"] > 0 and metrics["wall_s"] >= 0
+    first = (tmp_path / "labels-metrics.json").read_bytes()
+    label(params, ["ensemble_labels.heads=[1]"])   # complete and current: neither file changes
+    assert (tmp_path / "labels-metrics.json").read_bytes() == first
+    with pytest.raises(LabelingError, match="teacher.pt has no head b5|heads"):
+        label(params, ["ensemble_labels.heads=[5]"])
+
+
+def test_precision_auto_takes_bf16_only_where_native_and_checked(tmp_path, monkeypatch):
+    samples, model = make_project(tmp_path, n_train=2, n_test=0)
+    z = torch.stack([to_tensor(crop_box(load_rgb(s.image), s.box, SIZE, SIZE, 4)) for s in samples[:1]])
+    assert choose_precision(model, z, 2, 4, (1,), "fp32")[0] == "fp32"
+    monkeypatch.setattr(ensemble_module, "native_bf16", lambda device: False)
+    assert choose_precision(model, z, 2, 4, (1,), "auto") == ("fp32", "fp32 (cpu has no hardware bf16)")
+    monkeypatch.setattr(ensemble_module, "native_bf16", lambda device: True)
+    diff = ensemble_module.autocast_difference(model, z, 2, 4, (1,))
+    assert choose_precision(model, z, 2, 4, (1,), "auto", tol=diff * 2)[0] == "bf16"
+    assert choose_precision(model, z, 2, 4, (1,), "auto", tol=diff / 2)[0] == "fp32"   # fails the check
+    with pytest.raises(EnsembleError, match="bf16 autocast changes ensemble probabilities"):
+        choose_precision(model, z, 2, 4, (1,), "bf16", tol=diff / 2)
+    # the job records what it used, and a cache labelled in another precision is not current
+    label(tmp_path / "params.yaml", ["ensemble_labels.precision=bf16"])
+    assert open_cache(tmp_path / "cache.h5").meta.precision == "bf16"
+    fp32 = label(tmp_path / "params.yaml", ["ensemble_labels.precision=fp32"])
+    assert open_cache(fp32).meta.precision == "fp32"
 
 
 def test_stage_uses_relabel_boxes_and_refuses_bad_p(tmp_path):
@@ -157,7 +198,7 @@ def test_grid_stage_on_validation_and_test_with_shift_profile(tmp_path):
     _, model = write_project(tmp_path, samples, SIZE, config={"val_fraction": 0.5, "val_group": "key"})
     block = {"strides": [1, 2], "paddings": [0, 2, 3], "manifest": str(tmp_path / "manifest.csv"),
              "checkpoint": str(tmp_path / "teacher.pt"), "out_dir": str(tmp_path / "grid"),
-             "batch_size": 2, "num_workers": 0, "device": "cpu"}
+             "metrics": str(tmp_path / "grid-metrics.json"), "batch_size": 2, "num_workers": 0, "device": "cpu"}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"ensemble_grid": block}))
     load_stage("ensemble-grid").run(tmp_path / "params.yaml", [])
     grid = json.loads((tmp_path / "grid" / "grid.json").read_text())
@@ -262,7 +303,8 @@ def test_damaged_cache_stops_distill_and_inspect_verify(tmp_path):
                          "teacher": str(tmp_path / "teacher.pt"), "input_size": SIZE, "epochs": 1,
                          "batch_size": 2, "workers": 0, "device": "cpu", "val_fraction": 0.0,
                          "checkpoint_dir": str(tmp_path / "students"), "state_dir": str(tmp_path / "state"),
-                         "metrics_dir": str(tmp_path / "metrics"), "live_dir": str(tmp_path / "live")}
+                         "metrics_dir": str(tmp_path / "metrics"), "live_dir": str(tmp_path / "live"),
+                         "report_dir": str(tmp_path / "reports")}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = run_cli("run-stage", "distill", "resnet18", "--params", str(tmp_path / "params.yaml"))
     assert result.exit_code == 1 and f"{cache}: /heads/b1/prob is damaged" in result.output

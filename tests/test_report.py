@@ -66,11 +66,15 @@ def test_figure7_draws_bold_prediction_and_thin_truth(tmp_path):
     sample = Sample(key="A/0", dataset="A", image=str(tmp_path / "a.png"), pose=(0.0, 0.0, 0.0), box=(30, 30, 70, 70))
     figure7([sample, sample], np.array([[0.0, 0.0, 0.0], [0.0, 60.0, 0.0]]), tmp_path / "f.png", cell=64, columns=2)
     sheet = cv2.cvtColor(cv2.imread(str(tmp_path / "f.png")), cv2.COLOR_BGR2RGB)
-    assert sheet.shape == (64, 128, 3)
+    label, caption, legend = 96, 18, 2 * 14 + 4      # dataset band, error line, two legend lines
+    assert sheet.shape == (64 + caption + legend, label + 128, 3)
+    for band in (sheet[:64, :label], sheet[64:64 + caption, label:], sheet[-legend:]):
+        assert (band < 128).any()                     # text: the dataset, each face's error, the legend
+    cells = sheet[:64, label:]
     base = np.full((64, 64, 3), 40, np.uint8)
     thin = (draw_axes(base, (0, 0, 0), thickness=1) != 40).any(-1).sum()
     bold = (draw_axes(base, (0, 0, 0), thickness=4) != 40).any(-1).sum()
-    left, right = ((sheet[:, :64] != 40).any(-1).sum(), (sheet[:, 64:] != 40).any(-1).sum())
+    left, right = ((cells[:, :64] != 40).any(-1).sum(), (cells[:, 64:] != 40).any(-1).sum())
     assert left == bold and bold > 2 * thin   # agreeing poses: the bold axes cover the thin ones
     assert right > bold                        # a wrong prediction leaves the thin truth visible
     with pytest.raises(ValueError, match="one prediction per sample"):
@@ -91,7 +95,7 @@ def test_stage_writes_table_and_figure_from_evaluate_outputs(tmp_path):
     kd = metrics["test"]["SYNTEST"]["KD-resnet18"]
     assert f"| KD-resnet18 | {kd['pitch']:.3f} |" in text and "![" in text and "figure7.png" in text
     png = cv2.imread(str(tmp_path / "reports" / "figure7.png"))
-    assert png.shape == (64, 128, 3)  # 2 test images of the one test set, 64 px cells
+    assert png.shape == (64 + 18 + 32, 96 + 128, 3)  # 2 test images of the one test set, 64 px cells, labelled
     with pytest.raises(Exception, match="not a row"):
         write_report(stage_config("report", ReportConfig, tmp_path / "params.yaml",
                                   ["report.figure_row=KD-resnet50"]))

@@ -34,44 +34,35 @@ def train(params: Params = Path("params.yaml"),
 @bench_app.command("labeling")
 @exits_on_errors
 def labeling(params: Params = Path("params.yaml"),
-             images: Annotated[int, typer.Option(help="images labelled per timed run")] = 8,
-             size: Annotated[Optional[int], typer.Option(help="input size; default train_teacher.input_size")] = None,
+             images: Annotated[int, typer.Option(help="training images labelled per timed run (the first by key)")] = 256,
              s: Annotated[Optional[int], typer.Option(help="ensemble stride; default ensemble_labels.s")] = None,
              p: Annotated[Optional[int], typer.Option(help="ensemble padding; default ensemble_labels.p")] = None,
-             backbone: Annotated[Optional[str], typer.Option(help="default train_teacher.backbone")] = None,
-             naive_batch: Annotated[int, typer.Option(help="windows per naive forward; 0 = all A of an image")] = 1,
-             max_windows: Annotated[int, typer.Option(help="windows per forward pass of the project's path")] = 256,
              device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
-             amp: Annotated[bool, typer.Option(help="bf16 autocast + channels_last (CUDA only)")] = False,
-             repeats: Annotated[int, typer.Option(help="timed repeats of each path (median)")] = 2,
+             repeats: Annotated[int, typer.Option(help="interleaved timed runs of each variant (median)")] = 3,
              threads: Threads = 0):
-    """Naive crops vs Z + strided views vs pure forward; cache bytes and fp16 KL."""
+    """The labelling job vs crops, strided views and the bare forward pass (fp32 and bf16); cache bytes, read time, KL."""
     from ..benchmarks import labeling as bench
-    from ..config import load_params
     _threads(threads)
-    blocks = load_params(params)
-    teacher, ensemble = blocks.get("train_teacher", {}), blocks.get("ensemble_labels", {})
-    r = bench.run(images, size or teacher.get("input_size", 64), s or ensemble.get("s", 5),
-                  p or ensemble.get("p", 10), backbone or teacher.get("backbone", "resnet18"),
-                  naive_batch, max_windows, device, amp, repeats)
-    typer.echo(bench.report(r))
+    typer.echo(bench.report(bench.run(params, images, s, p, repeats, device)))
 
 
 @bench_app.command("distill")
 @exits_on_errors
 def distill(params: Params = Path("params.yaml"),
-            steps: Annotated[int, typer.Option(help="timed steps for (a) and (b), plus one warm-up step")] = 20,
+            steps: Annotated[int, typer.Option(help="timed steps for (a) and (b), plus one warm-up step")] = 60,
             online_steps: Annotated[int, typer.Option(help="timed steps for (c), plus one warm-up step")] = 4,
             workers: Workers = None, threads: Threads = 0,
             online_s: Annotated[Optional[int], typer.Option(help="stride s of (c); default the cache's")] = None,
-            online_p: Annotated[Optional[int], typer.Option(help="padding p of (c); default the cache's")] = None):
+            online_p: Annotated[Optional[int], typer.Option(help="padding p of (c); default the cache's")] = None,
+            repeats: Annotated[int, typer.Option(help="interleaved rounds of (a), (b), (c) (medians)")] = 3):
     """Student training images/s: cache vs hard labels vs the teacher ensemble run online."""
     from ..benchmarks import distill as bench
     from ..config import ConfigError
     if (online_s is None) != (online_p is None):
         raise ConfigError("--online-s and --online-p: give both or neither")
     _threads(threads)
-    r = bench.run(params, steps, online_steps, workers, online_sp=(online_s, online_p) if online_s else None)
+    r = bench.run(params, steps, online_steps, workers, online_sp=(online_s, online_p) if online_s else None,
+                  repeats=repeats)
     typer.echo(bench.report(r))
 
 
@@ -90,7 +81,7 @@ def kd_rotation(params: Params = Path("params.yaml"),
 @bench_app.command("all")
 @exits_on_errors
 def bench_all(params: Params = Path("params.yaml"),
-              steps: Annotated[int, typer.Option(help="timed training steps per training benchmark")] = 20):
+              steps: Annotated[int, typer.Option(help="timed training steps per training benchmark")] = 60):
     """Every benchmark side by side (after `dvc repro`); one table of measured ratios against the targets."""
     from ..benchmarks import all as bench
     typer.echo(bench.report(bench.rows(params, steps)))

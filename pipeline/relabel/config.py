@@ -28,6 +28,7 @@ class RelabelConfig:
     manifest: Annotated[Path, FromPaths("manifest")]
     boxes: Annotated[Path, FromPaths("boxes")]
     report: Path = Path("data/relabel-report.json")
+    metrics: Path = Path("metrics/relabel.json")    # the headline counts and wall time
     backend: Literal["haar", "yunet", "landmarks", "json"] = "landmarks"
     landmark_scale: PositiveFloat = 1.2   # fallback / landmarks box: square of side scale * max(w, h)
     min_iou: Probability = 0.2     # a detection below this IoU with the landmark box falls back

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from dataclasses import dataclass
 import multiprocessing
 from typing import Optional, Protocol, Sequence
@@ -35,6 +36,7 @@ from ..boxes import Box, iou, write_boxes
 from ..image import ImageError, check_box, load_rgb
 from ..manifest import Sample, read_manifest
 from ..files import write_json
+from ..stage_metrics import write_stage_metrics
 from .config import RelabelConfig
 from .errors import RelabelError
 from .haar import HaarDetector
@@ -210,11 +212,14 @@ def relabel(config: RelabelConfig) -> dict:
     """The relabel job (DVC stage ``relabel``): a box for every sample of ``config.manifest``;
     writes ``config.boxes`` (every manifest key) and ``config.report`` (JSON), both atomically
     and only if every sample went through; returns the report."""
+    start = time.perf_counter()
     samples = read_manifest(config.manifest)
     outcomes = relabel_samples(samples, config)
     report = build_report(outcomes, config)
     write_boxes(config.boxes, boxes_table(outcomes))
     write_json(config.report, report)
+    write_stage_metrics(config.metrics, report, ("samples", "detections", "fallbacks", "mean_iou"),
+                        time.perf_counter() - start)
     print(f"relabel ({config.backend}): {report['samples']} samples, {report['detections']} detected, "
           f"{report['fallbacks']} fallbacks, mean IoU {report['mean_iou']} -> {config.boxes}")
     return report

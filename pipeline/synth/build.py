@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import cv2
 import numpy as np
@@ -25,6 +25,7 @@ from ..config import AtLeast, Fraction, InRange, NonNegative, Positive, Probabil
 from ..datasets import biwi
 from ..image import encode_image
 from ..files import atomic_write_bytes
+from ..stage_metrics import write_stage_metrics
 from ..pose import flip_pose, in_range, rotation_from_pose
 from ..protocols import BIWI_TEST_SUBJECTS
 from . import writers
@@ -59,6 +60,7 @@ class SynthConfig:
     supersample: Positive = 2
     workers: NonNegative = 0         # 0 = all cores
     contact_per_set: Positive = 24
+    metrics: Optional[Path] = None   # image counts and wall time (`dvc metrics show`); None: not written
 
     def __post_init__(self):
         check_fields(self, "synth")  # also built in code, not only from params
@@ -219,7 +221,7 @@ def generate(cfg: SynthConfig) -> dict:
         poses = np.array([r[4] for r in rows]).reshape(-1, 3)
         counts[dataset] = {"images": len(rows), "out_of_range": int((~in_range(poses)).sum())}
     counts["300W_LP"]["flipped"] = sum(1 for r in records if "_Flip/" in r[1])
-    content = {k: v for k, v in as_dict(cfg).items() if k not in ("out_dir", "workers")}
+    content = {k: v for k, v in as_dict(cfg).items() if k not in ("out_dir", "workers", "metrics")}
     summary = {"config": content, "counts": counts}   # only what determines the bytes
     atomic_write_bytes(tmp / "synth.json", (json.dumps(summary, indent=1, sort_keys=True) + "\n").encode())
     if records:
@@ -233,4 +235,7 @@ def generate(cfg: SynthConfig) -> dict:
     tmp.rename(out)
     if old.exists():
         shutil.rmtree(old)
-    return {"out_dir": str(out), "counts": counts, "seconds": round(time.perf_counter() - start, 2)}
+    result = {"out_dir": str(out), "counts": counts, "seconds": round(time.perf_counter() - start, 2)}
+    if cfg.metrics is not None:
+        write_stage_metrics(cfg.metrics, result, ("counts.*.images",), result["seconds"])
+    return result

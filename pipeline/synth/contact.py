@@ -53,23 +53,30 @@ def _spread(items: list, n: int) -> list:
 
 
 def contact_sheet(root: Path, per_set: int = 24, columns: int = 12) -> np.ndarray:
-    """HxWx3 RGB sheet: ``per_set`` samples of 300W_LP, AFLW2000 and BIWI, one block each."""
-    tiles = []
+    """HxWx3 RGB sheet: ``per_set`` samples of 300W_LP, AFLW2000 and BIWI, one labelled block each."""
+    blocks = {}
     for dataset in ("300W_LP", "AFLW2000"):
         boxes = read_box_json(root / "boxes" / f"{dataset}.json")
-        mats = _spread(sorted((root / dataset).rglob("*.mat")), per_set)
-        for mat_path in mats:
+        blocks[dataset] = []
+        for mat_path in _spread(sorted((root / dataset).rglob("*.mat")), per_set):
             mat = scipy.io.loadmat(mat_path)
             rel = mat_path.relative_to(root / dataset).with_suffix(".jpg").as_posix()
-            tiles.append(_tile(_annotated(mat_path.with_suffix(".jpg"), pose_from_pose_para(mat["Pose_Para"]),
-                                          boxes[rel][0].bbox, mat["pt2d"].T)))
-        tiles += [np.zeros((TILE, TILE, 3), np.uint8)] * ((-len(mats)) % columns)
+            blocks[dataset].append(_tile(_annotated(mat_path.with_suffix(".jpg"), pose_from_pose_para(mat["Pose_Para"]),
+                                                    boxes[rel][0].bbox, mat["pt2d"].T)))
     boxes = read_box_json(root / "boxes" / "BIWI.json")
     images = root / "BIWI" / biwi.IMAGES_DIR
+    blocks["BIWI"] = []
     for pose_path in _spread(sorted(images.rglob("*_pose.txt")), per_set):
         image_path = pose_path.with_name(pose_path.name.replace("_pose.txt", "_rgb.png"))
         rel = image_path.relative_to(images).as_posix()
-        tiles.append(_tile(_annotated(image_path, read_biwi_pose(pose_path)[0], boxes[rel][0].bbox, [])))
+        blocks["BIWI"].append(_tile(_annotated(image_path, read_biwi_pose(pose_path)[0], boxes[rel][0].bbox, [])))
+    tiles, labels = [], []
+    for dataset, block in blocks.items():
+        rows = -(-len(block) // columns)
+        tiles += block + [np.zeros((TILE, TILE, 3), np.uint8)] * (rows * columns - len(block))
+        labels += [dataset] * rows
     if not tiles:
         raise ValueError(f"{root}: no samples to put on a contact sheet")
-    return grid(tiles, columns)
+    return grid(tiles, columns, row_labels=labels,
+                legend=["yellow: the face box of the published box file; white dots: 2D landmarks",
+                        "axes: the label's pose, x red, y green, nose (z) blue"])
