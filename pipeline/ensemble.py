@@ -156,9 +156,9 @@ def choose_precision(model: torch.nn.Module, z: torch.Tensor, s: int, p: int, bi
                      requested: str = "auto", tol: float = AUTOCAST_PROB_TOL) -> tuple[str, str]:
     """("bf16" or "fp32", why) for the ensemble of ``model`` on ``z``'s device.
 
-    ``requested``: "fp32"; "bf16" (an EnsembleError if bf16 autocast moves a probability of
-    ``z``'s ensemble by more than ``tol`` against fp32); "auto": bf16 where the device has it
-    in hardware (:func:`native_bf16`) and it passes that check, else fp32."""
+    ``requested``: "fp32"; "bf16" (an EnsembleError if bf16 autocast moves a probability of the
+    ensemble of any image of ``z`` by more than ``tol`` against fp32); "auto": bf16 where the
+    device has it in hardware (:func:`native_bf16`) and it passes that check, else fp32."""
     if requested == "fp32":
         return "fp32", "fp32 (asked)"
     if requested == "auto" and not native_bf16(z.device):

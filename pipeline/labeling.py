@@ -57,7 +57,7 @@ class EnsembleLabelsConfig:
     num_workers: NonNegative = 2
     device: str = "auto"            # auto|cpu|cuda; auto = cuda:LOCAL_RANK when available, else cpu
     # auto: bf16 autocast where the device has it in hardware (CUDA, AVX512-BF16/AMX CPUs) and it
-    # moves no probability by more than 2e-3 against fp32 on the first image; fp32 for comparison
+    # moves no probability by more than 2e-3 against fp32 on the first 32 images; fp32 for comparison
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     heads: Annotated[tuple[Positive, ...], NonEmpty()] = (1,)   # RvC heads stored (students read b1)
     metrics: Path = Path("metrics/ensemble-labels.json")        # images, precision, rate, bytes, wall time
@@ -70,6 +70,9 @@ class EnsembleLabelsConfig:
 
 class LabelingError(PipelineError):
     pass
+
+
+PRECISION_CHECK_IMAGES = 32   # bf16 must pass the 2e-3 check on all of them (the job's first images)
 
 
 class ReceptiveFieldDataset(Dataset):
@@ -225,13 +228,16 @@ def _is_current(path: Path, meta: CacheMeta, keys: Sequence[str]) -> bool:
     return cache.meta == meta and cache.keys == list(keys)
 
 
-def _first_field(samples: Sequence[Sample], meta: CacheMeta, dev: torch.device) -> torch.Tensor:
-    """Z (1, 3, h + 2p, w + 2p) of the first sample, for the precision check."""
+def _first_fields(samples: Sequence[Sample], meta: CacheMeta, dev: torch.device) -> torch.Tensor:
+    """Z (B, 3, h + 2p, w + 2p) of the first PRECISION_CHECK_IMAGES samples (the precision check:
+    one image is not enough, bf16's error varies from image to image)."""
     h, w = meta.input_size
-    _, z, error = ReceptiveFieldDataset(samples[:1], h, w, meta.p)[0]
-    if error:
-        raise LabelingError(error)
-    return z[None].to(dev)
+    fields = ReceptiveFieldDataset(samples[:PRECISION_CHECK_IMAGES], h, w, meta.p)
+    items = [fields[i] for i in range(len(fields))]
+    errors = [error for _, _, error in items if error]
+    if errors:
+        raise LabelingError(errors[0])
+    return torch.stack([z for _, z, _ in items]).to(dev)
 
 
 def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: str | Path,
@@ -248,7 +254,7 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
     ``device`` is "auto", "cpu" or "cuda" (:func:`pipeline.distributed.pick_device`); under
     torchrun each rank uses cuda:LOCAL_RANK.
 
-    ``precision`` ("auto", "fp32", "bf16") is decided on the first image
+    ``precision`` ("auto", "fp32", "bf16") is decided on the first PRECISION_CHECK_IMAGES images
     (:func:`pipeline.ensemble.choose_precision`; under torchrun bf16 only if every rank chose
     it), recorded in the cache (``precision``) and part of the job's identity. The model runs
     channels_last in both precisions.
@@ -261,7 +267,7 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
     ctx = distributed.setup(device)
     rank, world, dev = ctx.rank, ctx.world_size, ctx.device
     model = model.to(dev).eval().to(memory_format=torch.channels_last)
-    chosen, why = choose_precision(model, _first_field(samples, meta, dev), meta.s, meta.p, meta.bin_sizes,
+    chosen, why = choose_precision(model, _first_fields(samples, meta, dev), meta.s, meta.p, meta.bin_sizes,
                                    precision)
     bf16 = _all_ok(chosen == "bf16", ctx)
     meta = dataclasses.replace(meta, precision="bf16" if bf16 else "fp32")

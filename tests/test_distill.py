@@ -247,7 +247,13 @@ def test_bench_distill_runs_all_three_paths(tmp_path):
     from pipeline.benchmarks.distill import report as bench_report, run as bench_run
 
     make_kd_project(tmp_path, n_train=12)
+    (tmp_path / "metrics").mkdir(exist_ok=True)
+    (tmp_path / "metrics" / "labels.json").write_text(json.dumps({"images": 12, "wall_s": 30.0}))
     result = bench_run(tmp_path / "params.yaml", steps=2, online_steps=1, workers=0, repeats=2)
+    full = result["full_training"]     # 1 epoch of the 12 training images; the labelling job's 30 s
+    assert full["images"] == 12 and full["labelling_s"] == 30.0
+    assert full["cache_s"] == pytest.approx(12 / result["images_per_s"]["a_cache"])
+    assert "per full training (12 images" in bench_report(result)
     assert result["images"] == {"a_cache": 8, "b_hard_labels": 8, "c_online_teacher": 4} and result["A"] == 9
     # ratios are reported, not asserted: speed targets live in `pipeline bench`, not in unit tests
     assert all(rate > 0 for rate in result["images_per_s"].values())

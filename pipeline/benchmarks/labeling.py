@@ -1,8 +1,8 @@
 """``pipeline bench labeling``: the labelling job against what it must cost at least, on the
 trained teacher and real training images (run ``dvc repro`` first).
 
-Same teacher, images, windows per forward pass (``ensemble_labels.max_windows``), threads and
-device, in each precision the device offers (fp32; bf16 where native), the model channels_last:
+Same teacher, images, windows per forward pass (the job's: ``ensemble_labels.batch_size``
+images, at most ``max_windows`` windows), threads and device, in each precision the device offers (fp32; bf16 where native), the model channels_last:
 
 (a) crops: what a user would write: each of the A shifted boxes cropped from the decoded image
     with the training crop code, the windows of several images forwarded together (same
@@ -122,7 +122,7 @@ def cache_measures(probs: dict[str, np.ndarray], meta: CacheMeta, repeats: int, 
     return {"files": out, "kl_mean": float(kl.mean()), "kl_max": float(kl.max())}
 
 
-def run(params: Path = Path("params.yaml"), images: int = 256, s: Optional[int] = None,
+def run(params: Path = Path("params.yaml"), images: int = 768, s: Optional[int] = None,
         p: Optional[int] = None, repeats: int = 3, device: str = "cpu") -> dict:
     cfg = stage_config("ensemble_labels", EnsembleLabelsConfig, params)
     s, p = s or cfg.s, p if p is not None else cfg.p
@@ -136,7 +136,8 @@ def run(params: Path = Path("params.yaml"), images: int = 256, s: Optional[int] 
     model = model.eval().to(memory_format=torch.channels_last)
     h, w = input_hw(model.input_size)
     decoded = [load_rgb(x.image) for x in samples]
-    per_forward = max(1, cfg.max_windows // a)               # images per forward pass, as the job
+    # images per forward pass, as the job runs them: its DataLoader batches, split by max_windows
+    per_forward = min(cfg.batch_size, max(1, cfg.max_windows // a))
     groups = [range(i, min(i + per_forward, len(samples))) for i in range(0, len(samples), per_forward)]
     z_all = torch.stack([to_tensor(crop_box(im, x.box, h, w, pad=p)) for im, x in zip(decoded, samples)])
     ready = windows(z_all, h, w, s).flatten(0, 2).contiguous(memory_format=torch.channels_last)

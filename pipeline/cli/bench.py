@@ -34,7 +34,7 @@ def train(params: Params = Path("params.yaml"),
 @bench_app.command("labeling")
 @exits_on_errors
 def labeling(params: Params = Path("params.yaml"),
-             images: Annotated[int, typer.Option(help="training images labelled per timed run (the first by key)")] = 256,
+             images: Annotated[int, typer.Option(help="training images labelled per timed run (the first by key)")] = 768,
              s: Annotated[Optional[int], typer.Option(help="ensemble stride; default ensemble_labels.s")] = None,
              p: Annotated[Optional[int], typer.Option(help="ensemble padding; default ensemble_labels.p")] = None,
              device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
