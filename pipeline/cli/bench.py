@@ -66,6 +66,17 @@ def distill(params: Params = Path("params.yaml"),
     typer.echo(bench.report(r))
 
 
+@bench_app.command("predict")
+@exits_on_errors
+def predict(checkpoint: Annotated[Path, typer.Argument(help="a student or teacher checkpoint (.pt)")],
+            repeats: Annotated[int, typer.Option(help="interleaved timed runs (median)")] = 5,
+            batches: Annotated[int, typer.Option(help="batches per timed run")] = 20,
+            threads: Threads = 0):
+    """PyTorch vs its ONNX export in onnxruntime: images/s and latency at batch 1 and 32 (needs the deploy extra)."""
+    from ..benchmarks import predict as bench
+    typer.echo(bench.report(bench.run(checkpoint, repeats=repeats, batches=batches, threads=threads)))
+
+
 @bench_app.command("kd-rotation")
 @exits_on_errors
 def kd_rotation(params: Params = Path("params.yaml"),

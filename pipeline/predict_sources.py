@@ -1,0 +1,150 @@
+"""``pipeline predict``: images, folders, video files and cameras through a
+:class:`pipeline.predict.PoseEstimator`, one row per face to CSV or JSON, optionally annotated
+copies (pose axes and box). A file that cannot be read, a frame that cannot be decoded and an
+image without a face are counted and reported, never fatal."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .draw import draw_axes
+from .files import atomic_write_bytes
+from .image import ImageError, load_rgb
+from .predict import Face, PoseEstimator, PredictError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+COLUMNS = ["source", "frame", "x1", "y1", "x2", "y2", "score", "pitch", "yaw", "roll"]
+MATRIX_COLUMNS = [f"r{i}{j}" for i in range(3) for j in range(3)]
+
+
+@dataclass
+class Summary:
+    frames: int = 0
+    faces: int = 0
+    no_face: int = 0
+    unreadable: list[str] = field(default_factory=list)   # "source: why"
+
+    def line(self) -> str:
+        return (f"{self.frames} images/frames, {self.faces} faces, {self.no_face} without a face, "
+                f"{len(self.unreadable)} unreadable" + (f" (e.g. {self.unreadable[0]})" if self.unreadable else ""))
+
+
+def expand(inputs: Sequence[str]) -> list[str]:
+    """Image files, the images of folders (recursive, sorted), video files and camera indices."""
+    out = []
+    for item in inputs:
+        path = Path(item)
+        if item.isdigit() or path.is_file():
+            out.append(item)
+        elif path.is_dir():
+            out += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+        else:
+            raise PredictError(f"{item}: no such file, folder or camera index")
+    return out
+
+
+def _frames(source: str, summary: Summary) -> Iterator[tuple[int, Optional[np.ndarray]]]:
+    """(frame index, RGB image or None when undecodable) of an image, video or camera."""
+    if not source.isdigit() and Path(source).suffix.lower() not in VIDEO_SUFFIXES:
+        try:
+            yield 0, load_rgb(source)
+        except ImageError as exc:      # names the file
+            summary.unreadable.append(str(exc))
+        return
+    capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
+    if not capture.isOpened():
+        summary.unreadable.append(f"{source}: cannot open the video or camera")
+        return
+    try:
+        index = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame is not None else None
+            index += 1
+    finally:
+        capture.release()
+
+
+def annotate(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
+    """RGB copy with each face's box and pose axes (x red, y green, nose blue)."""
+    out = image.copy()
+    for face in faces:
+        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), (255, 255, 0), 1)
+        out = draw_axes(out, (face.pitch, face.yaw, face.roll), centre=((x1 + x2) / 2, (y1 + y2) / 2),
+                        size=(x2 - x1) * 0.6)
+    return out
+
+
+def _row(source: str, frame: int, face: Face, matrix: bool) -> dict:
+    row = {"source": source, "frame": frame, **dict(zip(("x1", "y1", "x2", "y2"), face.box)),
+           "score": None if math.isnan(face.score) else face.score,
+           "pitch": face.pitch, "yaw": face.yaw, "roll": face.roll}
+    if matrix:
+        row.update(zip(MATRIX_COLUMNS, face.rotation().ravel().tolist()))
+    return row
+
+
+def write_rows(path: Path, rows: list[dict], matrix: bool) -> None:
+    if path.suffix.lower() == ".json":
+        atomic_write_bytes(path, (json.dumps(rows, indent=1) + "\n").encode())
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, COLUMNS + (MATRIX_COLUMNS if matrix else []), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
+                     for r in rows)
+    atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def predict_sources(estimator: PoseEstimator, inputs: Sequence[str], out: Path,
+                    annotate_dir: Optional[Path] = None, matrix: bool = False) -> Summary:
+    """Every face of ``inputs`` (see :func:`expand`) into ``out`` (.csv or .json); annotated
+    images (``<stem>.jpg``) and videos (``<stem>.mp4``) into ``annotate_dir``."""
+    summary, rows = Summary(), []
+    for source in expand(inputs):
+        is_video = source.isdigit() or Path(source).suffix.lower() in VIDEO_SUFFIXES
+        total = None
+        if is_video and not source.isdigit():
+            capture = cv2.VideoCapture(source)
+            total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+            capture.release()
+        writer = None
+        with tqdm(total=total, unit="frame", desc=Path(source).name, disable=not is_video) as bar:
+            for index, image in _frames(source, summary):
+                bar.update()
+                summary.frames += 1
+                if image is None:
+                    summary.unreadable.append(f"{source}: frame {index} could not be decoded")
+                    continue
+                faces = estimator(image)
+                summary.faces += len(faces)
+                summary.no_face += not faces
+                rows += [_row(source, index, face, matrix) for face in faces]
+                if annotate_dir is not None:
+                    drawn = cv2.cvtColor(annotate(image, faces), cv2.COLOR_RGB2BGR)
+                    name = f"camera{source}" if source.isdigit() else Path(source).stem
+                    annotate_dir.mkdir(parents=True, exist_ok=True)
+                    if not is_video:
+                        cv2.imwrite(str(annotate_dir / f"{name}.jpg"), drawn)
+                        continue
+                    if writer is None:
+                        writer = cv2.VideoWriter(str(annotate_dir / f"{name}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+                                                 25.0, (drawn.shape[1], drawn.shape[0]))
+                    writer.write(drawn)
+        if writer is not None:
+            writer.release()
+    write_rows(out, rows, matrix)
+    return summary

@@ -1,0 +1,105 @@
+"""Export to ONNX, the prediction API and `pipeline predict` on real and broken inputs."""
+import csv
+import json
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from skimage import data as skimage_data
+from typer.testing import CliRunner
+
+from pipeline.boxes import iou
+from pipeline.cli import app
+from pipeline.export import AngleNet, export_onnx, read_metadata
+from pipeline.model import build_model, checkpoint_meta
+from pipeline.predict import PoseEstimator, PredictError, non_max_suppression
+from pipeline.predict_sources import predict_sources
+
+FACE_CENTRE = (225, 115)   # the astronaut's face in skimage's 512 px photo
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    model = build_model("resnet18", bin_sizes=(1,), regression=False, input_size=32).eval()
+    torch.save({"model": model.state_dict(), "meta": checkpoint_meta(model, {}, "0" * 64)}, folder / "student.pt")
+    export_onnx(folder / "student.pt", folder / "student.onnx")
+    return folder / "student.pt", folder / "student.onnx", model
+
+
+def test_onnx_export_matches_pytorch_with_a_dynamic_batch_and_says_how_to_feed_it(checkpoint):
+    pt, onnx_path, model = checkpoint
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    for batch in (1, 5):
+        x = torch.randn(batch, 3, 32, 32)
+        ours = AngleNet(model)(x).detach().numpy()
+        theirs = session.run(["angles"], {"image": x.numpy()})[0]
+        assert theirs.shape == (batch, 3) and np.abs(theirs - ours).max() < 0.01   # degrees
+    meta = read_metadata(onnx_path)
+    assert json.loads(meta["input_size"]) == [32, 32] and meta["angle_order"] == "pitch,yaw,roll"
+    assert json.loads(meta["mean"]) == [0.485, 0.456, 0.406] and meta["head"] == "b1" and meta["bins"] == "198"
+    assert meta["convention"].startswith("opencv-camera") and len(meta["checkpoint_sha256"]) == 64
+
+
+def test_estimator_finds_the_astronaut_and_both_backends_agree(checkpoint):
+    pt, onnx_path, _ = checkpoint
+    image = skimage_data.astronaut()
+    faces = PoseEstimator(pt)(image)
+    assert len(faces) == 1
+    x1, y1, x2, y2 = faces[0].box
+    assert x1 < FACE_CENTRE[0] < x2 and y1 < FACE_CENTRE[1] < y2
+    onnx_faces = PoseEstimator(onnx_path)(image)
+    assert [f.box for f in onnx_faces] == [f.box for f in faces]
+    np.testing.assert_allclose([onnx_faces[0].pitch, onnx_faces[0].yaw, onnx_faces[0].roll],
+                               [faces[0].pitch, faces[0].yaw, faces[0].roll], atol=0.01)
+    rotation = faces[0].rotation()
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-6)
+    with pytest.raises(PredictError, match="expected an HxWx3 uint8 RGB image"):
+        PoseEstimator(pt)(image.astype(np.float32))
+
+
+def test_overlapping_detections_are_one_face():
+    # a box inside another (IoU 0.29: a profile hit on part of the face) and a shifted copy go
+    boxes = [(0, 0, 10, 10), (177, 66, 271, 160), (224, 80, 282, 138), (50, 50, 60, 60), (1, 1, 11, 11)]
+    assert iou((177, 66, 271, 160), (224, 80, 282, 138)) < 0.3
+    assert non_max_suppression(boxes) == [(177.0, 66.0, 271.0, 160.0), (0.0, 0.0, 10.0, 10.0), (50.0, 50.0, 60.0, 60.0)]
+
+
+def test_predict_command_on_images_a_video_and_bad_inputs(checkpoint, tmp_path):
+    _, onnx_path, _ = checkpoint
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    face = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(photos / "astronaut.png"), face)
+    cv2.imwrite(str(photos / "wall.png"), np.full((200, 200, 3), 128, np.uint8))      # no face
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (512, 512))
+    for _ in range(3):
+        writer.write(face)
+    writer.release()
+    result = CliRunner().invoke(app, ["predict", str(photos), str(video), "--model", str(onnx_path),
+                                      "--out", str(tmp_path / "faces.csv"), "--annotate", str(tmp_path / "drawn"),
+                                      "--matrix"])
+    assert result.exit_code == 0, result.output
+    assert "5 images/frames, 4 faces, 1 without a face, 1 unreadable" in result.output
+    with open(tmp_path / "faces.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["source"].rsplit("/", 1)[1], r["frame"]) for r in rows] == [
+        ("astronaut.png", "0"), ("clip.avi", "0"), ("clip.avi", "1"), ("clip.avi", "2")]
+    assert rows[0]["score"] == "" and {"pitch", "yaw", "roll", "r22"} <= set(rows[0])
+    assert (tmp_path / "drawn" / "astronaut.jpg").is_file() and (tmp_path / "drawn" / "clip.mp4").stat().st_size > 0
+    missing = CliRunner().invoke(app, ["predict", str(tmp_path / "gone"), "--model", str(onnx_path)])
+    assert missing.exit_code == 1 and "gone: no such file, folder or camera index" in missing.output
+
+
+def test_predict_to_json(checkpoint, tmp_path):
+    pt, _, _ = checkpoint
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
+    summary = predict_sources(PoseEstimator(pt), [str(tmp_path / "a.png")], tmp_path / "faces.json")
+    rows = json.loads((tmp_path / "faces.json").read_text())
+    assert summary.faces == 1 and rows[0]["score"] is None and set(rows[0]) == {
+        "source", "frame", "x1", "y1", "x2", "y2", "score", "pitch", "yaw", "roll"}
