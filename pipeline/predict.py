@@ -4,8 +4,9 @@
 >>> faces = estimator(rgb_image)          # HxWx3 uint8, RGB (cv2.imread gives BGR: convert it)
 >>> faces[0].box, faces[0].pitch, faces[0].yaw, faces[0].roll
 
-Faces are found by a detector (``"haar"``: OpenCV's bundled cascades, as the relabel stage's
-``haar`` backend; or ``None`` and boxes given to :meth:`PoseEstimator.angles`), cropped exactly
+Faces are found by a detector (``"mtcnn"``: :mod:`pipeline.mtcnn`, pretrained weights from the
+`mtcnn` wheel; ``"haar"``: OpenCV's bundled cascades, as the relabel stage's ``haar`` backend; or
+``None`` and boxes given to :meth:`PoseEstimator.angles`), cropped exactly
 as in training (:func:`pipeline.image.crop_box` at the network's input size, ImageNet
 normalisation) and run in batches. Angles are degrees, (pitch, yaw, roll) in the project's
 convention (README "Conventions"). A network is only as good as the agreement between these
@@ -83,6 +84,20 @@ class HaarFaces:
         return [(box, float("nan")) for box in non_max_suppression(self._detector.detect(image, None))]
 
 
+class MtcnnFaces:
+    """MTCNN (:mod:`pipeline.mtcnn`): boxes with the O-Net face probability as score, best first."""
+
+    def __init__(self):
+        from .mtcnn import MTCNN
+        self._detector = MTCNN()
+
+    def __call__(self, image: np.ndarray) -> list[tuple[Box, float]]:
+        return sorted(self._detector(image), key=lambda found: -found[1])
+
+
+DETECTORS = {"mtcnn": MtcnnFaces, "haar": HaarFaces}
+
+
 class _TorchNet:
     def __init__(self, path: Path, device: str):
         from .export import AngleNet
@@ -124,12 +139,12 @@ def load_network(path: str | Path, device: str = "cpu", threads: int = 0):
 class PoseEstimator:
     """Load a network (and a detector) once; call it on RGB images."""
 
-    def __init__(self, model: str | Path, detector: Optional[str] = "haar", device: str = "cpu",
+    def __init__(self, model: str | Path, detector: Optional[str] = "mtcnn", device: str = "cpu",
                  batch_size: int = 32, threads: int = 0):
         self.net = load_network(model, device, threads)
-        if detector not in (None, "haar"):
-            raise PredictError(f"detector: {detector!r} is not one of 'haar' or None")
-        self.detector = HaarFaces() if detector == "haar" else None
+        if detector is not None and detector not in DETECTORS:
+            raise PredictError(f"detector: {detector!r} is not one of {sorted(DETECTORS)} or None")
+        self.detector = DETECTORS[detector]() if detector else None
         self.batch_size = batch_size
 
     def crops(self, image: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:

@@ -14,7 +14,8 @@ from pipeline.boxes import iou
 from pipeline.cli import app
 from pipeline.export import AngleNet, export_onnx, read_metadata
 from pipeline.model import build_model, checkpoint_meta
-from pipeline.predict import PoseEstimator, PredictError, non_max_suppression
+from pipeline.mtcnn import MTCNN, _pool_same
+from pipeline.predict import HaarFaces, PoseEstimator, PredictError, non_max_suppression
 from pipeline.predict_sources import predict_sources
 
 FACE_CENTRE = (225, 115)   # the astronaut's face in skimage's 512 px photo
@@ -44,21 +45,39 @@ def test_onnx_export_matches_pytorch_with_a_dynamic_batch_and_says_how_to_feed_i
     assert meta["convention"].startswith("opencv-camera") and len(meta["checkpoint_sha256"]) == 64
 
 
+def test_mtcnn_finds_the_astronaut_where_haar_does_and_nothing_on_a_wall():
+    image = skimage_data.astronaut()
+    found = MTCNN()(image)
+    (box, score), haar = found[0], HaarFaces()(image)
+    assert score > 0.99 and box[0] < FACE_CENTRE[0] < box[2] and box[1] < FACE_CENTRE[1] < box[3]
+    assert len(haar) == 1 and iou(box, haar[0][0]) > 0.6
+    assert MTCNN()(np.full((200, 200, 3), 128, np.uint8)) == []
+
+
+def test_same_max_pooling_pads_at_the_end_as_keras():
+    x = torch.arange(16.0).view(1, 1, 4, 4)                # even side: one padded row/column, at the end
+    np.testing.assert_array_equal(_pool_same(x, 3, 2)[0, 0].numpy(), [[10.0, 11.0], [14.0, 15.0]])
+    y = torch.arange(25.0).view(1, 1, 5, 5)                # odd side: one on each side
+    assert _pool_same(y, 3, 2).shape[-2:] == (3, 3) and _pool_same(y, 3, 2)[0, 0, 0, 0] == 6.0
+
+
 def test_estimator_finds_the_astronaut_and_both_backends_agree(checkpoint):
     pt, onnx_path, _ = checkpoint
     image = skimage_data.astronaut()
-    faces = PoseEstimator(pt)(image)
+    faces = PoseEstimator(pt, detector="haar")(image)
     assert len(faces) == 1
     x1, y1, x2, y2 = faces[0].box
     assert x1 < FACE_CENTRE[0] < x2 and y1 < FACE_CENTRE[1] < y2
-    onnx_faces = PoseEstimator(onnx_path)(image)
+    onnx_faces = PoseEstimator(onnx_path, detector="haar")(image)
     assert [f.box for f in onnx_faces] == [f.box for f in faces]
     np.testing.assert_allclose([onnx_faces[0].pitch, onnx_faces[0].yaw, onnx_faces[0].roll],
                                [faces[0].pitch, faces[0].yaw, faces[0].roll], atol=0.01)
     rotation = faces[0].rotation()
     np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-6)
     with pytest.raises(PredictError, match="expected an HxWx3 uint8 RGB image"):
-        PoseEstimator(pt)(image.astype(np.float32))
+        PoseEstimator(pt, detector=None)(image.astype(np.float32))
+    with pytest.raises(PredictError, match="detector: 'yolo' is not one of"):
+        PoseEstimator(pt, detector="yolo")
 
 
 def test_overlapping_detections_are_one_face():
@@ -83,7 +102,7 @@ def test_predict_command_on_images_a_video_and_bad_inputs(checkpoint, tmp_path):
     writer.release()
     result = CliRunner().invoke(app, ["predict", str(photos), str(video), "--model", str(onnx_path),
                                       "--out", str(tmp_path / "faces.csv"), "--annotate", str(tmp_path / "drawn"),
-                                      "--matrix"])
+                                      "--matrix", "--detector", "haar"])
     assert result.exit_code == 0, result.output
     assert "5 images/frames, 4 faces, 1 without a face, 1 unreadable" in result.output
     with open(tmp_path / "faces.csv", newline="") as fh:
@@ -99,7 +118,7 @@ def test_predict_command_on_images_a_video_and_bad_inputs(checkpoint, tmp_path):
 def test_predict_to_json(checkpoint, tmp_path):
     pt, _, _ = checkpoint
     cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
-    summary = predict_sources(PoseEstimator(pt), [str(tmp_path / "a.png")], tmp_path / "faces.json")
+    summary = predict_sources(PoseEstimator(pt), [str(tmp_path / "a.png")], tmp_path / "faces.json")   # MTCNN
     rows = json.loads((tmp_path / "faces.json").read_text())
-    assert summary.faces == 1 and rows[0]["score"] is None and set(rows[0]) == {
+    assert summary.faces == len(rows) >= 1 and rows[0]["score"] > 0.99 and set(rows[0]) == {
         "source", "frame", "x1", "y1", "x2", "y2", "score", "pitch", "yaw", "roll"}

@@ -1,6 +1,6 @@
 """``pipeline export`` and ``pipeline predict``: use a trained teacher or student
 (:mod:`pipeline.export`, :mod:`pipeline.predict`, :mod:`pipeline.predict_sources`).
-They need the ``deploy`` extra (``pip install -e ".[deploy]"``: onnx, onnxruntime)."""
+They need the ``deploy`` extra (``pip install -e ".[deploy]"``: onnx, onnxruntime, mtcnn)."""
 from __future__ import annotations
 
 import json
@@ -32,11 +32,13 @@ def predict(inputs: Annotated[List[str], typer.Argument(help="images, folders, v
             out: Annotated[Path, typer.Option("--out", help="one row per face: .csv or .json")] = Path("faces.csv"),
             annotate: Annotated[Optional[Path], typer.Option("--annotate", help="write annotated images/videos here")] = None,
             matrix: Annotated[bool, typer.Option("--matrix", help="add the rotation matrix r00..r22 to each row")] = False,
+            detector: Annotated[str, typer.Option(help="mtcnn (pretrained, from the mtcnn wheel) or haar (OpenCV)")] = "mtcnn",
             batch_size: Annotated[int, typer.Option(help="faces per forward pass")] = 32,
             device: Annotated[str, typer.Option(help="cpu or cuda (checkpoints; ONNX runs on onnxruntime's CPU)")] = "cpu"):
-    """Head pose of every face (OpenCV Haar detector, crops as in training) in images, folders, videos or a camera."""
+    """Head pose of every face (MTCNN or Haar detector, crops as in training) in images, folders, videos or a camera."""
     from ..predict import PoseEstimator
     from ..predict_sources import predict_sources
 
-    summary = predict_sources(PoseEstimator(model, device=device, batch_size=batch_size), inputs, out, annotate, matrix)
+    estimator = PoseEstimator(model, detector=detector, device=device, batch_size=batch_size)
+    summary = predict_sources(estimator, inputs, out, annotate, matrix)
     typer.echo(f"{out}: {summary.line()}")
