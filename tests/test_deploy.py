@@ -122,3 +122,20 @@ def test_predict_to_json(checkpoint, tmp_path):
     rows = json.loads((tmp_path / "faces.json").read_text())
     assert summary.faces == len(rows) >= 1 and rows[0]["score"] > 0.99 and set(rows[0]) == {
         "source", "frame", "x1", "y1", "x2", "y2", "score", "pitch", "yaw", "roll"}
+
+
+def test_bench_detect_counts_found_faces_per_dataset(tmp_path):
+    from pipeline.benchmarks.detect import report, run
+    from pipeline.manifest import Sample, write_manifest
+
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(tmp_path / "wall.png"), np.full((200, 200, 3), 128, np.uint8))
+    samples = [Sample("T/a", "T", str(tmp_path / "a.png"), (0.0, 0.0, 0.0), (177.0, 66.0, 272.0, 161.0), "test"),
+               Sample("T/wall", "T", str(tmp_path / "wall.png"), (0.0, 0.0, 0.0), (50.0, 50.0, 150.0, 150.0), "test")]
+    write_manifest(tmp_path / "manifest.csv", samples)
+    (tmp_path / "params.yaml").write_text(f"paths: {{manifest: {tmp_path / 'manifest.csv'}}}\n")
+    r = run(tmp_path / "params.yaml", per_dataset=5)
+    for name in ("mtcnn", "haar"):
+        v = r["datasets"]["T"][name]
+        assert v["images"] == 2 and v["found"] == 0.5 and v["mean_best_iou"] > 0.6 and v["images_per_s"] > 0
+    assert r["astronaut"]["haar"] == [(177, 66, 272, 161)] and "found  50.0% of 2" in report(r)

@@ -77,6 +77,15 @@ def predict(checkpoint: Annotated[Path, typer.Argument(help="a student or teache
     typer.echo(bench.report(bench.run(checkpoint, repeats=repeats, batches=batches, threads=threads)))
 
 
+@bench_app.command("detect")
+@exits_on_errors
+def detect(params: Params = Path("params.yaml"),
+           per_dataset: Annotated[int, typer.Option(help="test images per dataset (the first of the manifest)")] = 100):
+    """MTCNN vs Haar on the manifest's test images and skimage's astronaut: found, IoU, images/s (needs the deploy extra)."""
+    from ..benchmarks import detect as bench
+    typer.echo(bench.report(bench.run(params, per_dataset)))
+
+
 @bench_app.command("kd-rotation")
 @exits_on_errors
 def kd_rotation(params: Params = Path("params.yaml"),
