@@ -78,6 +78,8 @@ def missing_inputs(params_path: str | Path = "params.yaml") -> list[str]:
     if params["relabel"]["backend"] == "yunet" and not Path(params["relabel"]["yunet"]["model"]).is_file():
         problems.append(f"{params['relabel']['yunet']['model']}: YuNet model file not found "
                         "(OpenCV Zoo's face_detection_yunet_2023mar.onnx)")
+    if params["relabel"]["backend"] == "mtcnn" and importlib.util.find_spec("mtcnn") is None:
+        problems.append('relabel.backend mtcnn: its weights come with the mtcnn package: pip install -e ".[deploy]"')
     teacher = params["train_teacher"]
     problems.append(_weights_problem(teacher["backbone"], teacher["weights"], "train_teacher.weights"))
     for student in params["distill"]["students"]:

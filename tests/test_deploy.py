@@ -139,3 +139,34 @@ def test_bench_detect_counts_found_faces_per_dataset(tmp_path):
         v = r["datasets"]["T"][name]
         assert v["images"] == 2 and v["found"] == 0.5 and v["mean_best_iou"] > 0.6 and v["images_per_s"] > 0
     assert r["astronaut"]["haar"] == [(177, 66, 272, 161)] and "found  50.0% of 2" in report(r)
+
+
+def test_cube_turns_with_the_head_and_its_face_side_follows_the_nose():
+    from pipeline.pose import axes_2d
+    from pipeline.predict_sources import cube_2d
+    front = cube_2d((0.0, 0.0, 0.0), 2.0)
+    assert sorted(map(tuple, np.round(front, 6))) == sorted([(x, y) for x in (-1.0, 1.0) for y in (-1.0, 1.0)] * 2)
+    for pose in [(0.0, 30.0, 0.0), (20.0, -40.0, 10.0)]:
+        corners, nose = cube_2d(pose, 2.0), axes_2d(pose, 1.0)[2]
+        np.testing.assert_allclose(corners[[1, 3, 5, 7]].mean(axis=0), nose, atol=1e-9)   # face side's centre
+
+
+def test_ctrl_c_stops_the_run_and_keeps_the_rows_so_far(checkpoint, tmp_path):
+    pt, _, _ = checkpoint
+    for name in ("a", "b"):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
+    estimator = PoseEstimator(pt, detector="haar")
+
+    class StopOnSecondImage:          # Ctrl-C arrives while the second image is processed (a camera's way out)
+        calls = 0
+
+        def __call__(self, image):
+            self.calls += 1
+            if self.calls == 2:
+                raise KeyboardInterrupt
+            return estimator(image)
+
+    summary = predict_sources(StopOnSecondImage(), [str(tmp_path / "a.png"), str(tmp_path / "b.png")],
+                              tmp_path / "faces.csv", annotate_dir=tmp_path / "drawn")
+    assert summary.interrupted and summary.faces == 1 and "stopped by Ctrl-C" in summary.line()
+    assert len((tmp_path / "faces.csv").read_text().splitlines()) == 2      # header + the first image's face

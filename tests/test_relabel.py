@@ -75,6 +75,17 @@ def test_haar_finds_the_astronaut_and_her_mirror_image(astronaut):
     assert mirror_boxes([mirrored_box], ASTRONAUT_SIZE)[0] == pytest.approx(box, abs=8)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_mtcnn_backend_finds_the_astronaut_in_parallel_and_falls_back_on_a_blank(tmp_path, astronaut, workers):
+    face = write_rgb(tmp_path / "img" / "astronaut.png", astronaut)
+    blank = write_rgb(tmp_path / "img" / "blank.png", np.full((64, 64, 3), 128, np.uint8))
+    samples = [sample("300W_LP/astronaut", face, ASTRONAUT_LANDMARKS), sample("300W_LP/blank", blank, (16.0, 16.0, 48.0, 48.0))]
+    outcomes = {o.key: o for o in relabel_samples(samples, config(backend="mtcnn", workers=workers, min_iou=0.3))}
+    hit = outcomes["300W_LP/astronaut"]
+    assert hit.source == "mtcnn" and hit.iou > 0.4
+    assert outcomes["300W_LP/blank"].source == "fallback:no_face"
+
+
 def test_haar_backend_accepts_matches_and_counts_fallbacks(tmp_path, astronaut):
     face = write_rgb(tmp_path / "img" / "astronaut.png", astronaut)
     blank = write_rgb(tmp_path / "img" / "blank.png", np.full((64, 64, 3), 128, np.uint8))

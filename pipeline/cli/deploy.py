@@ -32,6 +32,7 @@ def predict(inputs: Annotated[List[str], typer.Argument(help="images, folders, v
             out: Annotated[Path, typer.Option("--out", help="one row per face: .csv or .json")] = Path("faces.csv"),
             annotate: Annotated[Optional[Path], typer.Option("--annotate", help="write annotated images/videos here")] = None,
             matrix: Annotated[bool, typer.Option("--matrix", help="add the rotation matrix r00..r22 to each row")] = False,
+            cube: Annotated[bool, typer.Option("--cube", help="annotate with a cube turned with the head instead of axes")] = False,
             detector: Annotated[str, typer.Option(help="mtcnn (pretrained, from the mtcnn wheel) or haar (OpenCV)")] = "mtcnn",
             batch_size: Annotated[int, typer.Option(help="faces per forward pass")] = 32,
             device: Annotated[str, typer.Option(help="cpu or cuda (checkpoints; ONNX runs on onnxruntime's CPU)")] = "cpu"):
@@ -40,5 +41,5 @@ def predict(inputs: Annotated[List[str], typer.Argument(help="images, folders, v
     from ..predict_sources import predict_sources
 
     estimator = PoseEstimator(model, detector=detector, device=device, batch_size=batch_size)
-    summary = predict_sources(estimator, inputs, out, annotate, matrix)
+    summary = predict_sources(estimator, inputs, out, annotate, matrix, cube)
     typer.echo(f"{out}: {summary.line()}")

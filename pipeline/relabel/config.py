@@ -24,16 +24,22 @@ class YuNetConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MtcnnConfig:
+    min_face: Positive = 20        # smallest face side in pixels (the image pyramid's first scale)
+
+
+@dataclass(frozen=True, kw_only=True)
 class RelabelConfig:
     manifest: Annotated[Path, FromPaths("manifest")]
     boxes: Annotated[Path, FromPaths("boxes")]
     report: Path = Path("data/relabel-report.json")
     metrics: Path = Path("metrics/relabel.json")    # the headline counts and wall time
-    backend: Literal["haar", "yunet", "landmarks", "json"] = "landmarks"
+    backend: Literal["haar", "yunet", "mtcnn", "landmarks", "json"] = "landmarks"
     landmark_scale: PositiveFloat = 1.2   # fallback / landmarks box: square of side scale * max(w, h)
     min_iou: Probability = 0.2     # a detection below this IoU with the landmark box falls back
     haar: HaarConfig = field(default_factory=HaarConfig)
     yunet: YuNetConfig = field(default_factory=YuNetConfig)
+    mtcnn: MtcnnConfig = field(default_factory=MtcnnConfig)
     json_files: dict[str, Path] = field(default_factory=dict)   # dataset -> published box file
     workers: NonNegative = 0       # processes; 0 = all cores (output does not depend on it)
     chunksize: Positive = 16

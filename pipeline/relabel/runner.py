@@ -42,6 +42,7 @@ from .errors import RelabelError
 from .haar import HaarDetector
 from .landmarks import enlarge_box
 from .matching import choose_box
+from .mtcnn import MtcnnDetector
 from .published import PublishedBoxes
 from .yunet import YuNetDetector
 
@@ -76,6 +77,8 @@ def make_detector(config: RelabelConfig, samples: Sequence[Sample]) -> Optional[
         return HaarDetector(config.haar)
     if config.backend == "yunet":
         return YuNetDetector(config.yunet)
+    if config.backend == "mtcnn":
+        return MtcnnDetector(config.mtcnn)
     if config.backend == "json":
         return PublishedBoxes(config.json_files, samples)
     return None
