@@ -276,7 +276,7 @@ def test_landmarks_backend_through_the_stage(tmp_path):
 
 
 @pytest.mark.parametrize("block, problem", [
-    ({"backend": "mtcnn"}, "relabel.backend"),
+    ({"backend": "retinaface"}, "relabel.backend"),
     ({"haar": {"scale_factor": 1.0}}, "relabel.haar.scale_factor: expected float > 1"),
     ({"min_iou": 1.5}, r"relabel.min_iou: expected float in \[0, 1\]"),
 ])
