@@ -15,7 +15,7 @@ boxes and its training boxes: use the detector the relabel stage used for traini
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -47,9 +47,6 @@ class Face:
     def rotation(self) -> np.ndarray:
         """3x3 rotation matrix of the pose (R = Rx(pitch) Ry(yaw) Rz(roll), OpenCV camera frame)."""
         return rotation_from_pose((self.pitch, self.yaw, self.roll))
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _area(b: Sequence[float]) -> float:
@@ -92,7 +89,7 @@ class MtcnnFaces:
         self._detector = MTCNN()
 
     def __call__(self, image: np.ndarray) -> list[tuple[Box, float]]:
-        return sorted(self._detector(image), key=lambda found: -found[1])
+        return self._detector(image)          # MTCNN returns them best first (nms keeps score order)
 
 
 DETECTORS = {"mtcnn": MtcnnFaces, "haar": HaarFaces}

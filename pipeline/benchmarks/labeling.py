@@ -59,8 +59,8 @@ def _shifted_box(box, s: int, p: int, i: int, j: int, h: int, w: int) -> tuple:
 
 
 def _kl(exact: np.ndarray, stored: np.ndarray) -> np.ndarray:
-    """KL(exact || stored) per (sample, angle), nats; stored rows have no zeros after the
-    student's renormalisation only if float16 kept them, so zeros are floored at 1e-12."""
+    """KL(exact || stored) per (sample, angle), nats; a probability float16 stored as zero is
+    floored at 1e-12 (the KL stays finite and still shows the loss)."""
     p, q = np.asarray(exact, np.float64), np.maximum(np.asarray(stored, np.float64), 1e-12)
     return np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0) / q), 0.0).sum(-1)
 
