@@ -1,6 +1,9 @@
 """The teacher cache: the one place the HDF5 layout lives (DESIGN.md "The teacher cache").
 
-Layout of ``cache/teacher-labels.h5``::
+One file per teacher, each the output of its own labelling stage (``paths.teachers``): the
+convolutional ensemble (``cache/teacher-labels.h5``, stage ``ensemble-labels``) and the same
+network's single crop (``cache/base-labels.h5``, stage ``base-labels``; s = 1, p = 0, A = 1).
+A student reads any set of them (:mod:`pipeline.teachers`). Layout of each::
 
     /keys              (N,) bytes (UTF-8), sorted; row i belongs to keys[i]
     /heads/bK/prob     (N, 3, q) float16   eq. 6: mean softmax of the ensemble, per angle; the
@@ -10,8 +13,10 @@ Layout of ``cache/teacher-labels.h5``::
     /expected          (N, 3) float32      eq. 2 on the fp32 ensemble distribution of the
                                            smallest-bin head (b1 for the teacher)
     /boxes             (N, 4) float32      the box the teacher saw (x1, y1, x2, y2)
-    attrs              schema_version, teacher_sha256, manifest_sha256, samples_sha256, s, p,
-                       A, input_size, bin_sizes, precision, angle_order, convention,
+    attrs              schema_version, teacher (its name: ensemble, base), label_kind
+                       ("rvc": RvC distributions, and their angles in /expected),
+                       teacher_sha256, manifest_sha256, samples_sha256, s, p, A,
+                       input_size, bin_sizes, precision, angle_order, convention,
                        code_version, complete (last)
 
 Every dataset is stored in chunks of CHUNK_ROWS rows with HDF5's fletcher32 checksum (the
@@ -52,12 +57,14 @@ from .errors import PipelineError
 from .files import atomic_path, atomic_write_bytes
 from .pose import ANGLE_NAMES, CONVENTION
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3           # 3: the teacher's name and label kind (several teachers, issue 15)
 CHUNK_ROWS = 256             # rows per HDF5 chunk (and per fletcher32 checksum)
 SUM_TOLERANCE = 0.02         # |sum - 1| allowed of a stored float16 distribution row
 LIBVER = ("v110", "v110")
 PROB_DTYPE = np.float16
 GZIP_LEVEL = 4
+RERUN = "re-run its labelling stage (ensemble-labels, base-labels)"
+LABEL_KINDS = ("rvc",)       # what a labelling stage writes; a reader refuses any other kind
 
 
 class CacheError(PipelineError):
@@ -74,6 +81,8 @@ class CacheMeta:
     input_size: tuple[int, int]
     bin_sizes: tuple[int, ...]
     samples_sha256: str = ""        # keys, boxes and image bytes labelled (pipeline.data.samples_sha256)
+    teacher: str = "ensemble"       # the teacher's name (paths.teachers): ensemble | base | ...
+    label_kind: str = "rvc"         # RvC distributions per head (/heads) and their angles (/expected)
     precision: str = "fp32"         # of the teacher's forward passes: fp32 | bf16
     angle_order: str = ",".join(ANGLE_NAMES)
     convention: str = CONVENTION
@@ -90,7 +99,8 @@ class CacheMeta:
 
     def attrs(self) -> dict:
         """Root attributes in a fixed order (the file tracks attribute order)."""
-        return {"schema_version": self.schema_version, "teacher_sha256": self.teacher_sha256,
+        return {"schema_version": self.schema_version, "teacher": self.teacher,
+                "label_kind": self.label_kind, "teacher_sha256": self.teacher_sha256,
                 "manifest_sha256": self.manifest_sha256, "samples_sha256": self.samples_sha256,
                 "s": self.s, "p": self.p, "A": self.A,
                 "input_size": np.array(self.input_size, dtype=np.int64),
@@ -104,6 +114,7 @@ class CacheMeta:
             return cls(teacher_sha256=str(attrs["teacher_sha256"]),
                        manifest_sha256=str(attrs["manifest_sha256"]),
                        samples_sha256=str(attrs["samples_sha256"]),
+                       teacher=str(attrs["teacher"]), label_kind=str(attrs["label_kind"]),
                        s=int(attrs["s"]), p=int(attrs["p"]),
                        input_size=tuple(int(v) for v in attrs["input_size"]),
                        bin_sizes=tuple(int(v) for v in attrs["bin_sizes"]),
@@ -277,8 +288,9 @@ def write_cache(path: str | Path, meta: CacheMeta, keys: Sequence[str], boxes: n
     def dataset(parent, name, data, compress=False):
         data = np.asarray(data)
         chunks = (min(CHUNK_ROWS, max(len(data), 1)), *data.shape[1:])
-        # the distributions: byte shuffle + gzip per chunk (-20 % bytes, same random-row read
-        # time: `pipeline bench cache`); zlib output is a pure function of its input
+        # the distributions: byte shuffle + gzip per chunk (-20 % bytes; a random-row read costs
+        # about twice as long, still tens of microseconds: `pipeline bench labeling`); zlib
+        # output is a pure function of its input
         filters = dict(compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True) if compress else {}
         parent.create_dataset(name, data=data, chunks=chunks, fletcher32=True, **filters)
 
@@ -310,6 +322,7 @@ class Expect:
     p: Optional[int] = None
     input_size: Optional[tuple[int, int]] = None
     samples_sha256: Optional[str] = None          # boxes and image bytes the rows were made from
+    teacher: Optional[str] = None                 # the teacher's name (attrs ``teacher``)
 
 
 def check_distributions(prob: np.ndarray, where: str, first_row: int = 0) -> None:
@@ -323,7 +336,7 @@ def check_distributions(prob: np.ndarray, where: str, first_row: int = 0) -> Non
         r = rows[0]
         raise CacheError(f"{where}: {len(rows)} rows are not probability distributions, e.g. row "
                          f"{first_row + r} (sums {np.round(sums[r], 4).tolist()}); the file is "
-                         "damaged: re-run ensemble-labels")
+                         "damaged: " + RERUN)
 
 
 class TeacherCache:
@@ -373,7 +386,7 @@ class TeacherCache:
         try:
             return self._dataset(name)[rows]
         except OSError as exc:
-            raise CacheError(f"{self.path}: /{name} is damaged ({exc}); re-run ensemble-labels") from None
+            raise CacheError(f"{self.path}: /{name} is damaged ({exc}); " + RERUN) from None
 
     def probs(self, key: str, bin_size: int = 1) -> np.ndarray:
         """(3, q) float32 ensemble distribution of one sample for the head ``bK`` (checked)."""
@@ -402,7 +415,7 @@ class TeacherCache:
             values = self._read(name)
             if not np.isfinite(values).all():
                 row = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
-                raise CacheError(f"{self.path}: /{name} row {row} is not finite; re-run ensemble-labels")
+                raise CacheError(f"{self.path}: /{name} row {row} is not finite; " + RERUN)
 
     def close(self) -> None:
         if self._file is not None:
@@ -450,12 +463,17 @@ def open_cache(path: str | Path, expect: Optional[Expect] = None) -> TeacherCach
         raise _mismatch(path, "angle_order", meta.angle_order, ",".join(ANGLE_NAMES))
     if meta.convention != CONVENTION:
         raise _mismatch(path, "convention", meta.convention, CONVENTION)
+    if meta.label_kind not in LABEL_KINDS:
+        raise CacheError(f"{path}: label_kind {meta.label_kind!r} is not one this version reads {LABEL_KINDS}")
     expect = expect or Expect()
+    if expect.teacher is not None and meta.teacher != expect.teacher:
+        raise CacheError(f"{_mismatch(path, 'teacher', meta.teacher, expect.teacher)} (paths.teachers "
+                         "names another teacher's file)")
     for name in ("manifest_sha256", "teacher_sha256", "samples_sha256", "s", "p"):
         want = getattr(expect, name)
         if want is not None and getattr(meta, name) != want:
             raise CacheError(f"{_mismatch(path, name, getattr(meta, name), want)} (stale cache: the "
-                             f"{STALE_CAUSE[name]} changed since it was labelled; re-run ensemble-labels)")
+                             f"{STALE_CAUSE[name]} changed since it was labelled; re-run its labelling stage)")
     if expect.input_size is not None and meta.input_size != tuple(expect.input_size):
         raise _mismatch(path, "input_size", meta.input_size, tuple(expect.input_size))
     if expect.bin_sizes is not None:
@@ -468,5 +486,5 @@ def open_cache(path: str | Path, expect: Optional[Expect] = None) -> TeacherCach
         absent = [k for k in expect.keys if k not in have]
         if absent:
             raise CacheError(f"{path}: {len(absent)} samples have no teacher labels, e.g. "
-                             f"{absent[:3]} (stale cache? re-run ensemble-labels)")
+                             f"{absent[:3]} (stale cache? re-run its labelling stage)")
     return TeacherCache(path, meta, keys)

@@ -101,8 +101,19 @@ class FromPaths:
     """Marker of a key whose value, when its block does not set it, is ``paths.<name>`` of the
     params file: every file that two stages (or dvc.yaml and a stage) share is written once, in
     the ``paths`` block. A list-typed key gets the one path as a one-item list; an optional key
-    is None when the params file has no such path."""
+    is None when the params file has no such path. A dotted name reads into a mapping of the
+    ``paths`` block (``teachers.base``: ``paths.teachers.base``)."""
     name: str
+
+
+def _paths_value(paths: dict, name: str):
+    """``paths.<name>`` with a dotted name read into nested mappings; KeyError if absent."""
+    value = paths
+    for part in name.split("."):
+        if not isinstance(value, dict):
+            raise KeyError(name)
+        value = value[part]
+    return value
 
 
 def fill_from_paths(cls, data: Any, paths: dict, where: str) -> Any:
@@ -114,12 +125,13 @@ def fill_from_paths(cls, data: Any, paths: dict, where: str) -> Any:
         if marker is None or name in filled:
             continue
         base = typing.get_args(tp)[0]
-        if marker.name not in paths:
+        try:
+            value = _paths_value(paths, marker.name)
+        except KeyError:
             if type(None) in typing.get_args(base):  # optional: absent means "none"
                 filled[name] = None
                 continue
-            raise ConfigError(f"{where}.{name}: not set, and the params file has no paths.{marker.name}")
-        value = paths[marker.name]
+            raise ConfigError(f"{where}.{name}: not set, and the params file has no paths.{marker.name}") from None
         is_list = typing.get_origin(base) in (list, tuple) or any(
             typing.get_origin(a) in (list, tuple) for a in typing.get_args(base))
         filled[name] = [value] if is_list and isinstance(value, str) else value

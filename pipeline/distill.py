@@ -12,8 +12,9 @@ the steps :class:`pipeline.augment.Augmenter` took, in its order:
   on rotated crops (the numbers behind the default);
 * horizontal flip: exact, yaw and roll reversed along the bin axis (``bins.flip_distribution``).
 
-The dataset holds a :class:`pipeline.cache.TeacherCache`, which opens the file lazily in
-each process: pickling it for DataLoader workers sends keys, not arrays.
+A student may read several teachers (:mod:`pipeline.teachers`): the dataset holds one
+:class:`pipeline.cache.TeacherCache` per teacher its method reads, each opening its file lazily
+in each process (pickling them for DataLoader workers sends keys, not arrays).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from .data import PoseDataset
 from .image import to_tensor
 from .manifest import Sample
 from .pose import rotate_pose_in_plane
+from .teachers import MethodConfig, filter_noise, senior_weight, teacher_angles
 
 RotationRule = Literal["shift", "none"]
 ROTATION_RULES = ("shift", "none")
@@ -65,14 +67,15 @@ def teacher_target(probs: np.ndarray, expected, flip: bool, angle_ccw: float,
 
 def open_student_cache(path: str | Path, samples: Sequence[Sample], manifest_sha256: str,
                        teacher_sha256: Optional[str] = None, bin_size: int = 1,
-                       samples_sha256: Optional[str] = None) -> TeacherCache:
+                       samples_sha256: Optional[str] = None, teacher: Optional[str] = None) -> TeacherCache:
     """The cache checked against what the student trains on: manifest, keys, the head, the
-    teacher (if given), the boxes the teacher saw (a relabel run changes them), the image
-    bytes (``samples_sha256``, if given), and every row of the head it reads (checksums and
-    distributions: a damaged file fails here, not mid-epoch)."""
+    teacher checkpoint (if given), the teacher's name (``teacher``, if given), the boxes the
+    teacher saw (a relabel run changes them), the image bytes (``samples_sha256``, if given),
+    and every row of the head it reads (checksums and distributions: a damaged file fails
+    here, not mid-epoch)."""
     cache = open_cache(path, Expect(manifest_sha256=manifest_sha256, keys=[s.key for s in samples],
                                     bin_sizes=(bin_size,), teacher_sha256=teacher_sha256,
-                                    samples_sha256=samples_sha256))
+                                    samples_sha256=samples_sha256, teacher=teacher))
     cache.verify(bin_sizes=(bin_size,))
     rows = np.array([cache.row(s.key) for s in samples], dtype=np.int64)
     with h5py.File(cache.path, "r") as f:
@@ -83,27 +86,52 @@ def open_student_cache(path: str | Path, samples: Sequence[Sample], manifest_sha
         s = samples[bad[0]]
         raise CacheError(f"{cache.path}: boxes mismatch for {len(bad)} samples, e.g. {s.key}: cache has "
                          f"{cached[bad[0]].tolist()}, the student uses {list(s.box)} (stale cache: "
-                         "re-run ensemble-labels with the same boxes)")
+                         "re-run its labelling stage with the same boxes)")
     return cache
 
 
 class DistillDataset(PoseDataset):
-    """PoseDataset items plus ``"teacher"``: (3, q) float32 ensemble distribution of the crop."""
+    """PoseDataset items plus the targets of ``method`` (:mod:`pipeline.teachers`) for the crop:
+    ``"teacher"`` (3, q) float32, the distribution of eq. 7 (loss ``kl``: one teacher, or ODKD's
+    epoch-weighted primary and senior), or ``"teacher_angles"`` (2, 3) float32, the tough and
+    tolerant teachers' angles (loss ``assistive``). ``teachers``: name -> open cache; ``epochs``:
+    of the training run (ODKD's schedule)."""
 
-    def __init__(self, samples: Sequence[Sample], cache: TeacherCache, size: int,
+    def __init__(self, samples: Sequence[Sample], teachers: dict[str, TeacherCache], size: int,
                  augment: Optional[AugmentConfig] = None, seed: int = 0,
-                 rotation: RotationRule = "shift", bin_size: int = 1):
+                 rotation: RotationRule = "shift", bin_size: int = 1,
+                 method: MethodConfig = MethodConfig(), epochs: int = 1):
         super().__init__(samples, size, augment, seed)
         if rotation not in ROTATION_RULES:
             raise ValueError(f"rotation rule must be one of {ROTATION_RULES}, got {rotation!r}")
-        self.cache, self.rotation, self.bin_size = cache, rotation, bin_size
+        absent = [name for name in method.teachers() if name not in teachers]
+        if absent:
+            raise ValueError(f"method reads teacher {absent[0]!r}, not among {sorted(teachers)}")
+        self.teachers, self.rotation, self.bin_size = teachers, rotation, bin_size
+        self.method, self.epochs = method, epochs
+
+    def _distribution(self, name: str, key: str, view) -> np.ndarray:
+        cache = self.teachers[name]
+        shifts = view.angle_ccw and self.rotation == "shift"  # only the shift rule needs the angles
+        probs = filter_noise(cache.probs(key, self.bin_size), self.method.floor)
+        return teacher_target(probs, cache.expected(key) if shifts else None, view.flip, view.angle_ccw,
+                              self.rotation, self.bin_size)
 
     def __getitem__(self, item) -> dict:
         index, view = self.view(item)
+        epoch = item[0] if isinstance(item, tuple) else 0
         key = self.samples[index].key
-        shifts = view.angle_ccw and self.rotation == "shift"  # only the shift rule needs the angles
-        expected = self.cache.expected(key) if shifts else None
-        target = teacher_target(self.cache.probs(key, self.bin_size), expected,
-                                view.flip, view.angle_ccw, self.rotation, self.bin_size)
-        return {"image": to_tensor(view.crop), "pose": torch.as_tensor(view.pose, dtype=torch.float32),
-                "teacher": torch.as_tensor(target, dtype=torch.float32), "index": index}
+        out = {"image": to_tensor(view.crop), "pose": torch.as_tensor(view.pose, dtype=torch.float32),
+               "index": index}
+        method = self.method
+        if method.loss == "assistive":
+            angles = [teacher_angles(self.teachers[name].expected(key), view.flip, view.angle_ccw, self.rotation)
+                      for name in (method.tough, method.tolerant)]
+            out["teacher_angles"] = torch.as_tensor(np.stack(angles), dtype=torch.float32)
+            return out
+        w = senior_weight(method, epoch, self.epochs)
+        target = w * self._distribution(method.teacher, key, view)
+        if w < 1:
+            target = target + (1 - w) * self._distribution(method.primary, key, view)
+        out["teacher"] = torch.as_tensor(target, dtype=torch.float32)
+        return out

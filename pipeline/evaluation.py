@@ -4,16 +4,19 @@ the protocol for the rows of the paper's table 5:
 * Base: the stage-1 network's bin-1 head (one crop per image);
 * Ensemble: the convolutional ensemble of the same network at the ``ensemble_labels`` block's
   (s, p) (:func:`pipeline.labeling.ensemble_predictions`, as the ensemble grid computes it);
-* KD-<backbone>: every student of ``distill.students``, the mean over its ``distill.seeds``
-  (each seed's numbers under ``seeds``);
-* claims: Ensemble < Base, KD < Base, KD < Ensemble per test set, each with a paired
-  bootstrap interval over test images and seeds and a verdict (:mod:`pipeline.stats`).
+* <METHOD>-<backbone> (KD-, ODKD-, KDLOSS-...): every student of ``distill.students`` for
+  every method of ``distill.methods``, the mean over its ``distill.seeds`` (each seed's
+  numbers under ``seeds``);
+* claims per test set: Ensemble < Base; every student row < Base and < Ensemble; every
+  multi-teacher row < every single-teacher row of the same backbone (ODKD-x < KD-x: does the
+  second teacher help?); each with a paired bootstrap interval over test images and seeds and
+  a verdict (:mod:`pipeline.stats`).
 
 Models trained on another manifest, or students of another teacher, are refused before any
 compute (:func:`check_provenance`). Outs: ``results`` (JSON, deterministic: rounded, sorted, no
 timings; the report reads it), ``metrics`` (its headline for `dvc metrics show`: MAE per test set,
 row and angle, each claim's change and verdict, the wall time) and ``predictions`` (CSV: key, dataset, row, pitch, yaw, roll,
-one row per student run ``KD-<backbone>-seed<k>``; the report draws figure 7 from it).
+one row per student run ``<METHOD>-<backbone>-seed<k>``; the report draws figure 7 from it).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional, Sequence
 
 import numpy as np
 import torch
@@ -43,7 +46,7 @@ from .stats import compare, per_image_error
 
 if TYPE_CHECKING:  # the blocks of the two stages whose outputs are evaluated
     from .labeling import EnsembleLabelsConfig
-    from .student import DistillConfig
+    from .student import DistillConfig, Run
 
 DIGITS = 4
 # `dvc metrics show` / `dvc metrics diff`: MAE per test set, row and angle; each claim's change and verdict
@@ -105,20 +108,24 @@ def check_provenance(cfg: EvaluateConfig, teacher_meta: dict, student_metas: dic
             raise ConfigError(f"{path}: trained on another manifest than {cfg.manifest} "
                               "(stale checkpoint: re-run its training stage)")
     for path, meta in student_metas.items():
-        if meta.get("teacher_cache", {}).get("teacher_sha256") != teacher_sha:
+        caches = meta.get("teacher_caches") or {"?": {}}
+        if any(c.get("teacher_sha256") != teacher_sha for c in caches.values()):
             raise ConfigError(f"{path}: distilled from another teacher than {cfg.teacher} "
-                              "(stale student: re-run ensemble-labels and distill)")
+                              "(stale student: re-run the labelling stages and distill)")
 
 
-def kd_row(backbone: str) -> str:
-    return f"KD-{backbone}"
+def student_row(backbone: str, method: str) -> str:
+    """A student row of the table: ``<METHOD>-<backbone>`` (KD-resnet18, ODKD-resnet18, ...)."""
+    return f"{method.upper()}-{backbone}"
 
 
 def claims(rows: dict[str, np.ndarray], truth: np.ndarray, names: np.ndarray,
-           runs: dict[str, list[str]], resamples: int, level: float) -> dict:
-    """The paper's three claims per test set, each a paired bootstrap over the test images and
-    the student seeds (:func:`pipeline.stats.compare`): Ensemble < Base, KD < Base, KD < Ensemble.
-    ``runs``: KD row -> its per-seed prediction rows."""
+           runs: dict[str, list[str]], resamples: int, level: float,
+           versus: Sequence[tuple[str, str]] = ()) -> dict:
+    """The claims per test set, each a paired bootstrap over the test images and the student
+    seeds (:func:`pipeline.stats.compare`): Ensemble < Base, every student row < Base and
+    < Ensemble, and the pairs of student rows ``versus`` (multi- against single-teacher).
+    ``runs``: student row -> its per-seed prediction rows."""
     out = {}
     for dataset in sorted(set(names)):
         mask = names == dataset
@@ -126,7 +133,8 @@ def claims(rows: dict[str, np.ndarray], truth: np.ndarray, names: np.ndarray,
                   if row in ("Base", "Ensemble")}
         for kd, seeds in runs.items():
             errors[kd] = np.stack([per_image_error(rows[r][mask], truth[mask]) for r in seeds])
-        pairs = [("Ensemble", "Base")] + [(kd, base) for kd in runs for base in ("Base", "Ensemble")]
+        pairs = ([("Ensemble", "Base")] + [(kd, base) for kd in runs for base in ("Base", "Ensemble")]
+                 + list(versus))
         # keyed by claim (not a list) so that `dvc metrics show` lists every interval and verdict
         out[dataset] = {f"{a} < {b}": compare(errors[a], errors[b], row=a, baseline=b, resamples=resamples,
                                               level=level).as_dict() for a, b in pairs}
@@ -134,10 +142,11 @@ def claims(rows: dict[str, np.ndarray], truth: np.ndarray, names: np.ndarray,
 
 
 @torch.no_grad()
-def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[tuple[str, int], Path]
-                  ) -> tuple[dict, bytes]:
+def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[Run, Path],
+                  single_teacher: Sequence[str] = ()) -> tuple[dict, bytes]:
     """(metrics dict, predictions CSV bytes) for Base, Ensemble and every student run
-    (``students``: (backbone, seed) -> checkpoint)."""
+    (``students``: run -> checkpoint); ``single_teacher``: the methods with one teacher (each
+    multi-teacher row is compared with each of them, same backbone)."""
     protocol = read_protocol(cfg.prepare_report)   # before any compute: fail fast
     samples = load_samples(cfg.manifest, split="test", boxes=cfg.boxes, datasets=cfg.datasets)
     if not samples:
@@ -154,12 +163,16 @@ def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[tuple[str,
                                             cfg.num_workers, device, cfg.max_windows,
                                             desc=f"ensemble A={num_windows(s, p)}")[(s, p)]
     runs: dict[str, list[str]] = {}
-    for (backbone, seed), (student, _) in loaded.items():
+    for run, (student, _) in loaded.items():
         preds, _ = predict_dataset(student, PoseDataset(samples, student.input_size), cfg.batch_size, device,
                                    cfg.num_workers)
-        name = f"{kd_row(backbone)}-seed{seed}"
+        name = f"{student_row(run.backbone, run.method)}-seed{run.seed}"
         rows[name] = preds[student.prediction_head]
-        runs.setdefault(kd_row(backbone), []).append(name)
+        runs.setdefault(student_row(run.backbone, run.method), []).append(name)
+    backbones = dict.fromkeys(run.backbone for run in students)
+    methods = dict.fromkeys(run.method for run in students)
+    versus = [(student_row(b, m), student_row(b, k)) for b in backbones for m in methods if m not in single_teacher
+              for k in methods if k in single_teacher]
     truth = poses_array(samples)
     names = np.array([x.dataset for x in samples])
     test, seeds = {}, {}
@@ -176,16 +189,17 @@ def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[tuple[str,
                "samples": {dataset: int((names == dataset).sum()) for dataset in sorted(set(names))},
                "test": test,
                "seeds": seeds,
-               "claims": claims(rows, truth, names, runs, cfg.bootstrap_resamples, cfg.confidence)}
+               "claims": claims(rows, truth, names, runs, cfg.bootstrap_resamples, cfg.confidence, versus)}
     return metrics, predictions_csv([x.key for x in samples], names, rows)
 
 
 def evaluate_models(cfg: EvaluateConfig, ensemble: EnsembleLabelsConfig, distill: DistillConfig) -> dict:
-    """The evaluate job: the Ensemble row at the cache's (s, p) (``ensemble``), a KD row per
-    student of ``distill`` (mean over its seeds) and the claims with their intervals; writes
+    """The evaluate job: the Ensemble row at the cache's (s, p) (``ensemble``), a row per
+    student and method of ``distill`` (mean over its seeds) and the claims with their intervals; writes
     ``cfg.results``, ``cfg.metrics`` and ``cfg.predictions``; returns the results."""
     start = time.perf_counter()
-    metrics, predictions = evaluate_rows(cfg, ensemble.s, ensemble.p, distill.checkpoints())
+    single = [m for m in distill.methods if distill.method[m].single_teacher]
+    metrics, predictions = evaluate_rows(cfg, ensemble.s, ensemble.p, distill.checkpoints(), single)
     atomic_write_bytes(cfg.predictions, predictions)
     write_json(cfg.results, metrics)
     write_stage_metrics(cfg.metrics, metrics, HEADLINE, time.perf_counter() - start)

@@ -9,7 +9,8 @@ the model runs the A windows of each Z as strided views on the device
 ensemble distributions of each batch. :func:`ensemble_predictions` turns them into angles.
 
 The labelling job (:func:`label_training_set`, :func:`label_samples`) labels every training
-sample: finished chunks go to :class:`pipeline.cache.CacheBuilder`, so the job resumes after a
+sample with one teacher (stage ``ensemble-labels``: the ensemble; ``base-labels``: the single
+crop, A = 1): finished chunks go to :class:`pipeline.cache.CacheBuilder`, so the job resumes after a
 crash. Under ``torchrun`` every rank labels every world_size-th chunk and rank 0 merges: the
 file equals the single-process one byte for byte. Single process:
 ``pipeline run-stage ensemble-labels``; several GPUs (or CPU processes):
@@ -45,12 +46,14 @@ from .stage_metrics import write_stage_metrics
 
 @dataclass(frozen=True, kw_only=True)
 class EnsembleLabelsConfig:
+    """The ``ensemble_labels`` block: teacher "ensemble", the convolutional ensemble."""
+    name: str = "ensemble"          # the teacher's name in the cache (attrs ``teacher``)
     s: Positive = 5                 # ensemble stride (eq. 5)
     p: NonNegative = 15             # ensemble padding, a multiple of s (eq. 5)
     manifest: Annotated[Path, FromPaths("manifest")]
     boxes: Annotated[Optional[Path], FromPaths("boxes")]   # relabel boxes CSV; null = the manifest's boxes
     checkpoint: Annotated[Path, FromPaths("teacher")]
-    out: Annotated[Path, FromPaths("cache")]
+    out: Annotated[Path, FromPaths("teachers.ensemble")]
     batch_size: Positive = 16       # images per DataLoader batch
     chunk_size: Positive = 256      # images per resumable part
     max_windows: Positive = 512     # windows per forward pass (whole images)
@@ -66,6 +69,18 @@ class EnsembleLabelsConfig:
     def __post_init__(self):
         check_stride_padding(self.s, self.p)
         check_device(self.device)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaseLabelsConfig(EnsembleLabelsConfig):
+    """The ``base_labels`` block: teacher "base", the same network on the box alone (s = 1,
+    p = 0: A = 1 window, the Base row of table 5). Its own stage and output, so relabelling
+    one teacher never rewrites the other; it costs about 1/A of the ensemble's forward passes."""
+    name: str = "base"
+    s: Positive = 1
+    p: NonNegative = 0
+    out: Annotated[Path, FromPaths("teachers.base")]
+    metrics: Path = Path("metrics/base-labels.json")
 
 
 class LabelingError(PipelineError):
@@ -197,7 +212,7 @@ def label_training_set(cfg: EnsembleLabelsConfig) -> Optional[Path]:
     if absent:
         raise LabelingError(f"ensemble_labels.heads: {cfg.checkpoint} has no head b{absent[0]} "
                             f"(its heads: {[bins.head_name(b) for b in model.bin_sizes]})")
-    meta = CacheMeta(teacher_sha256=checkpoint_sha256(cfg.checkpoint),
+    meta = CacheMeta(teacher=cfg.name, teacher_sha256=checkpoint_sha256(cfg.checkpoint),
                      manifest_sha256=file_sha256(cfg.manifest), samples_sha256=samples_sha256(samples),
                      s=cfg.s, p=cfg.p,
                      input_size=input_hw(model.input_size), bin_sizes=tuple(sorted(cfg.heads)))
@@ -214,7 +229,8 @@ def label_training_set(cfg: EnsembleLabelsConfig) -> Optional[Path]:
             "heads": ",".join(bins.head_name(b) for b in meta.bin_sizes),
             "bytes_per_image": round(done.path.stat().st_size / len(samples), 1),
             "images_per_s": round(rate, 2), "windows_per_s": round(rate * meta.A, 1)}, ("*",), done.seconds)
-    print(f"{done.path}: {len(samples)} training samples, A={meta.A} windows each, {done.precision}")
+    print(f"{done.path}: teacher {cfg.name!r}, {len(samples)} training samples, A={meta.A} windows each, "
+          f"{done.precision}")
     return done.path
 
 

@@ -51,3 +51,46 @@ def distillation_loss(outputs: dict[str, torch.Tensor], batch: dict, w_cls: floa
     kl = F.kl_div(torch.log_softmax(logits, dim=-1), teacher, reduction="none").sum(dim=(1, 2)).mean()
     total = (w_cls * ce + kl) / 2
     return total, {"loss_ce": float(ce.detach()), "loss_kl": float(kl.detach())}
+
+
+def assistive_term(d: torch.Tensor, r: torch.Tensor, alpha: float, alpha_inner: float,
+                   beta: float) -> torch.Tensor:
+    """KD-Loss's assistive term a_T per coordinate, for the student's error ``d`` = |y_hat - y|
+    and the teacher's ``r`` = |t - y| (same shape): alpha (d - r) where d > r (the student is
+    worse than the teacher); alpha_inner (r - d) where beta r <= d <= r (alpha_inner < 0: a
+    reward for being better); 0 where d < beta r."""
+    return torch.where(d > r, alpha * (d - r),
+                       torch.where(d >= beta * r, alpha_inner * (r - d), torch.zeros_like(d)))
+
+
+def kd_loss(student: torch.Tensor, truth: torch.Tensor, tough: torch.Tensor, tolerant: torch.Tensor,
+            main_weight: float = 2.0, alpha_tough: float = 1.9, alpha_tough_inner: float = -0.45,
+            alpha_tolerant: float = 1.8, alpha_tolerant_inner: float = -0.4, beta: float = 0.15
+            ) -> tuple[torch.Tensor, dict]:
+    """KD-Loss (Fard & Mahoor, CVIU 2022) on (B, 3) coordinates: the student's ``student``, the
+    ground truth ``truth``, the tough and tolerant teachers' ``tough``, ``tolerant``.
+
+    Per coordinate, d = |student - truth|, e = r_Tol = |tolerant - truth|; main loss
+    m = 3 d if d <= e, else d^2 - e^2 + 3 e. Total = main_weight mean(m) + mean(a_Tou) + mean(a_Tol)
+    (:func:`assistive_term` with r_Tou = |tough - truth| and r_Tol)."""
+    d = (student - truth).abs()
+    r_tough, r_tolerant = (tough - truth).abs(), (tolerant - truth).abs()
+    main = torch.where(d <= r_tolerant, 3 * d, d ** 2 - r_tolerant ** 2 + 3 * r_tolerant).mean()
+    a_tough = assistive_term(d, r_tough, alpha_tough, alpha_tough_inner, beta).mean()
+    a_tolerant = assistive_term(d, r_tolerant, alpha_tolerant, alpha_tolerant_inner, beta).mean()
+    total = main_weight * main + a_tough + a_tolerant
+    return total, {"loss_main": float(main.detach()), "loss_tough": float(a_tough.detach()),
+                   "loss_tolerant": float(a_tolerant.detach())}
+
+
+def assistive_distillation_loss(outputs: dict[str, torch.Tensor], batch: dict, method,
+                                head: str = "b1") -> tuple[torch.Tensor, dict]:
+    """KD-Loss (:func:`kd_loss`) on the student's expected angles (eq. 2 of its RvC ``head``),
+    all in units of ``method.angle_unit`` degrees. ``batch["teacher_angles"]`` (B, 2, 3):
+    the tough and the tolerant teacher's angles for the crop (:mod:`pipeline.teachers`)."""
+    unit = method.angle_unit
+    student = bins.decode_logits(outputs[head].float(), int(head[1:])) / unit
+    teachers = batch["teacher_angles"].float() / unit
+    return kd_loss(student, batch["pose"].float() / unit, teachers[:, 0], teachers[:, 1],
+                   method.main_weight, method.alpha_tough, method.alpha_tough_inner,
+                   method.alpha_tolerant, method.alpha_tolerant_inner, method.beta)

@@ -1,10 +1,11 @@
 """The results report (DVC stage ``report``): the paper's table 5 (section 5.3) and figure 7,
 from the evaluate stage's metrics and predictions. Pure presentation: no model runs here.
 
-Table: one block per protocol, rows Base / Ensemble / KD-<backbone>, for every test set the
-MAE of pitch, yaw, roll and their mean, and the mean's relative change against Base. Below
-it, the paper's three claims (Ensemble < Base, KD < Base, KD < Ensemble) with the intervals and
-verdicts of the evaluate stage; then the ensemble grid chosen on validation and the single
+Table: one block per protocol, rows Base / Ensemble / <METHOD>-<backbone> (KD: the paper's
+single teacher; ODKD, KDLOSS: two teachers), for every test set the MAE of pitch, yaw, roll and
+their mean, and the mean's relative change against Base. Below it, the claims (the paper's
+Ensemble < Base, KD < Base, KD < Ensemble; each two-teacher row against Base, Ensemble and
+single-teacher KD) with the intervals and verdicts of the evaluate stage; then the ensemble grid chosen on validation and the single
 window's error by shift. Figure: test crops with the predicted pose axes bold and the ground
 truth thin.
 """
@@ -41,7 +42,7 @@ class ReportConfig:
     boxes: Annotated[Optional[Path], FromPaths("boxes")]
     grid: Optional[Path] = None       # the ensemble-grid stage's grid.json; None: no grid section
     profile: str = "default"          # which params profile produced the results (profiles set it)
-    figure_row: str = ""              # predictions row drawn in figure 7; "" = the first KD run
+    figure_row: str = ""              # predictions row drawn in figure 7; "" = the first student run
     images_per_set: Positive = 4
     cell: Annotated[int, AtLeast(32)] = 160      # pixels
     out_md: Path = Path("reports/results.md")
@@ -53,8 +54,11 @@ def relative_change(value: float, base: float) -> float:
     return 100.0 * (value - base) / base
 
 
+FIXED_ROWS = ("Base", "Ensemble")   # the teacher's rows; every other row is a student's
+
+
 def _row_order(rows: Sequence[str]) -> list[str]:
-    fixed = [r for r in ("Base", "Ensemble") if r in rows]
+    fixed = [r for r in FIXED_ROWS if r in rows]
     return fixed + sorted(r for r in rows if r not in fixed)
 
 
@@ -94,7 +98,7 @@ def claims(metrics: Mapping) -> list[str]:
             lines.append(f"| {d} | {c['row']} < {c['baseline']} | {c['mae_row']:.3f} | {c['mae_baseline']:.3f} "
                          f"| {c['relative']:+.2f}% | [{c['low']:+.2f}%, {c['high']:+.2f}%] | {per_seed} "
                          f"| **{c['verdict']}** |")
-    student_seeds = {c["seeds_row"] for cs in found.values() for c in cs.values() if c["row"].startswith("KD-")}
+    student_seeds = {c["seeds_row"] for cs in found.values() for c in cs.values() if c["row"] not in FIXED_ROWS}
     lines += ["", "Each interval is a paired bootstrap over the test images (the same images for both "
               "rows) and, for students, over their training seeds (pipeline/stats.py). \"holds\": the "
               "whole interval is below 0; \"fails\": above 0; otherwise \"within noise\". "
@@ -136,7 +140,8 @@ def report_markdown(all_metrics: Sequence[Mapping], figure: str | None = None, p
     out = ["# Results (paper table 5 shape): MAE in degrees, lower is better", "",
            (f"Produced by the `{profile}` profile (params.yaml `report.profile`). " if profile else "")
            + "Relative change of the mean MAE against Base per test set (negative = better); "
-           "a KD row is the mean over its student seeds.", ""]
+           "a student row (KD: one teacher, the paper; ODKD, KDLOSS: two teachers, pipeline/teachers.py) "
+           "is the mean over its student seeds.", ""]
     for metrics in sorted(all_metrics, key=lambda m: m["protocol"]):
         out.append(results_table(metrics))
     if grid:
@@ -218,7 +223,7 @@ def write_report(cfg: ReportConfig) -> str:
     start = time.perf_counter()
     all_metrics = [read_metrics(p) for p in cfg.results]
     rows = prediction_rows(cfg.predictions)
-    row = cfg.figure_row or next((r for r in rows if r.startswith("KD-")), "Base")
+    row = cfg.figure_row or next((r for r in rows if r not in FIXED_ROWS), "Base")
     if row not in rows:
         raise ConfigError(f"report.figure_row: {row!r} is not a row of {cfg.predictions} ({rows})")
     predicted = read_predictions(cfg.predictions, row)

@@ -1,13 +1,16 @@
-"""Stage 2 of the paper (section 3.4): train a student from the teacher cache with eq. 7 (DVC
-stage ``distill``, one per student run: dvc.yaml ``matrix`` over ``distill.students`` and
-``distill.seeds``; a run is ``<backbone>-seed<k>``).
+"""Stage 2 of the paper (section 3.4): train a student from teacher caches (DVC stage
+``distill``, one per student run: dvc.yaml ``matrix`` over ``distill.students``,
+``distill.methods`` and ``distill.seeds``; a run is ``<backbone>-<method>-seed<k>``).
 
 Student = a network of the given backbone (:mod:`pipeline.backbones`) with ONE RvC head of bin size 1 (no regression head).
-Target = the cached ensemble distribution, flipped/rotated with the crop
-(:mod:`pipeline.distill`); the teacher is never run. The cache is checked against the
-manifest, the keys, the boxes and (if ``teacher`` is set) the teacher checkpoint. Training is
+Method (``distill.method.<name>``, :mod:`pipeline.teachers`): eq. 7 against one teacher's
+cached distribution (``kd``, the paper), ODKD's ordered primary-then-senior teachers
+(``odkd``), or KD-Loss with a tough and a tolerant teacher (``kd_loss``); targets are flipped /
+rotated with the crop (:mod:`pipeline.distill`); no teacher is ever run. Each cache read is
+checked against the manifest, the keys, the boxes, its teacher name and (if ``teacher`` is set)
+the teacher checkpoint. Training is
 :func:`pipeline.train.fit` (validation slice, resume, DVCLive, torchrun); the checkpoint meta
-records the cache's sha256 and attributes. Outs per run: ``<checkpoint_dir>/<run>.pt``,
+records each cache's sha256 and attributes. Outs per run: ``<checkpoint_dir>/<run>.pt``,
 ``<state_dir>/<run>/``, ``<report_dir>/<run>.json`` (every number) and ``<metrics_dir>/<run>.json``
 (its headline for `dvc metrics show`), ``<live_dir>/<run>/``.
 """
@@ -17,22 +20,24 @@ import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NamedTuple, Optional
 
 import torch
 
+from . import bins
 from .augment import AugmentConfig
 from .cache import TeacherCache
 from .config import FromPaths, ConfigError, NonEmpty, NonNegative, NonNegativeFloat, as_dict
 from .data import PoseDataset, holdout_split, load_samples, samples_sha256
 from .distill import DistillDataset, RotationRule, open_student_cache
 from .distributed import barrier, setup, teardown
-from .losses import distillation_loss
+from .losses import assistive_distillation_loss, distillation_loss
 from .files import file_sha256, write_json
 from .metrics import evaluate
 from .stage_metrics import write_stage_metrics
 from .backbones import check_backbone
 from .model import build_model, checkpoint_meta, load_checkpoint, weights_fingerprint
+from .teachers import RUN_SEPARATOR, MethodConfig
 from .train import TRAINING_CODE_MODULES, TrainingStageConfig, fit
 
 STUDENT_BIN = 1
@@ -40,14 +45,18 @@ STUDENT_BIN = 1
 
 @dataclass(frozen=True, kw_only=True)
 class DistillConfig(TrainingStageConfig):
-    students: tuple[str, ...] = ("resnet18",)      # one DVC stage per (backbone, seed) (matrix)
+    students: tuple[str, ...] = ("resnet18",)      # one DVC stage per (backbone, method, seed) (matrix)
+    # the distillation methods run (keys of `method`); a run is <backbone>-<method>-seed<k>
+    methods: Annotated[tuple[str, ...], NonEmpty()] = ("kd",)
+    # every method the params define: its loss and the teachers it reads (pipeline/teachers.py)
+    method: dict[str, MethodConfig] = field(default_factory=lambda: {"kd": MethodConfig()})
     # training seeds of every student; `seed` is set from these per run (the report's statistics
-    # need several: issue 11). A run is named <backbone>-seed<k> (checkpoint, metrics, state).
+    # need several: issue 11). A run is named <backbone>-<method>-seed<k> (checkpoint, metrics, state).
     seeds: Annotated[tuple[NonNegative, ...], NonEmpty()] = (0,)
     seed: Optional[NonNegative] = None             # set per run from `seeds` (not a params key)
-    cache: Annotated[Path, FromPaths("cache")]
-    teacher: Annotated[Optional[Path], FromPaths("teacher")]   # checked against the cache; null: not checked
-    w_cls: NonNegativeFloat = 0.05                 # eq. 7 weight of the ground-truth CE
+    teachers: Annotated[dict[str, Path], FromPaths("teachers")]   # name -> teacher cache
+    teacher: Annotated[Optional[Path], FromPaths("teacher")]   # checked against the caches; null: not checked
+    w_cls: NonNegativeFloat = 0.05                 # eq. 7 weight of the ground-truth CE (loss kl)
     # how the cached target follows a rotated crop; only used when augment.rotate > 0. Measured
     # (`pipeline bench kd-rotation`, embedded data): the shifted target is further from the
     # teacher's own answer on rotated crops than the unshifted one, so by default the KD stage
@@ -65,6 +74,17 @@ class DistillConfig(TrainingStageConfig):
             raise ValueError("students: expected at least one backbone")
         for backbone in self.students:
             check_backbone(backbone, "students")
+        for name in self.methods:
+            if name not in self.method:
+                raise ValueError(f"methods: {name!r} is not defined in distill.method ({sorted(self.method)})")
+        for name, method in self.method.items():
+            if not name or RUN_SEPARATOR in name or "/" in name:
+                raise ValueError(f"method: bad name {name!r} (a run is <backbone>-<method>-seed<k>: "
+                                 f"no {RUN_SEPARATOR!r} or '/')")
+            absent = [t for t in method.teachers() if t not in self.teachers]
+            if absent:
+                raise ValueError(f"method.{name}: reads teacher {absent[0]!r}, which is not in "
+                                 f"paths.teachers / distill.teachers ({sorted(self.teachers)})")
         if self.seed is not None and self.seed not in self.seeds:
             raise ValueError(f"seed: {self.seed} is not one of seeds {list(self.seeds)} "
                              "(set distill.seeds; each run takes its seed from it)")
@@ -72,96 +92,118 @@ class DistillConfig(TrainingStageConfig):
             raise ValueError("augment.box_shift / box_scale: must be 0 for students: the cached "
                              "teacher labels are for the exact box (pipeline/augment.py)")
 
-    def runs(self) -> list[tuple[str, int]]:
-        """(backbone, seed) of every student run, backbones first."""
-        return [(backbone, seed) for backbone in self.students for seed in self.seeds]
+    def runs(self) -> list[Run]:
+        """(backbone, method, seed) of every student run, backbones first, then methods."""
+        return [Run(b, m, k) for b in self.students for m in self.methods for k in self.seeds]
 
-    def checkpoint(self, backbone: str, seed: int) -> Path:
-        return self.checkpoint_dir / f"{run_name(backbone, seed)}.pt"
+    def checkpoint(self, run: Run) -> Path:
+        return self.checkpoint_dir / f"{run.name}.pt"
 
-    def checkpoints(self) -> dict[tuple[str, int], Path]:
-        """(backbone, seed) -> checkpoint of every student run."""
-        return {run: self.checkpoint(*run) for run in self.runs()}
-
-
-def run_name(backbone: str, seed: int) -> str:
-    """The name of one student run, also the dvc.yaml matrix item: ``<backbone>-seed<k>``."""
-    return f"{backbone}-seed{seed}"
+    def checkpoints(self) -> dict[Run, Path]:
+        """Run -> checkpoint of every student run."""
+        return {run: self.checkpoint(run) for run in self.runs()}
 
 
-def parse_run(item: str, cfg: DistillConfig) -> list[tuple[str, int]]:
-    """A run-stage item: ``<backbone>-seed<k>`` (one run) or ``<backbone>`` (all its seeds)."""
-    backbone, sep, seed = item.rpartition("-seed")
-    if not sep:
-        backbone, runs = item, [(item, k) for k in cfg.seeds]
-    elif not seed.isdigit():
-        raise ConfigError(f"distill: bad run {item!r}: expected <backbone> or <backbone>-seed<k>")
-    else:
-        runs = [(backbone, int(seed))]
+class Run(NamedTuple):
+    """One student run: ``<backbone>-<method>-seed<k>``, also the dvc.yaml matrix item."""
+    backbone: str
+    method: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.backbone}{RUN_SEPARATOR}{self.method}{RUN_SEPARATOR}seed{self.seed}"
+
+
+def parse_run(item: str, cfg: DistillConfig) -> list[Run]:
+    """A run-stage item: ``<backbone>-<method>-seed<k>`` (one run), ``<backbone>-<method>``
+    (all its seeds) or ``<backbone>`` (all its methods and seeds)."""
+    rest, sep, seed = item.rpartition(f"{RUN_SEPARATOR}seed")
+    if sep and not seed.isdigit():
+        raise ConfigError(f"distill: bad run {item!r}: expected <backbone>[-<method>[-seed<k>]]")
+    backbone, _, method = (rest if sep else item).partition(RUN_SEPARATOR)
     if backbone not in cfg.students:
         raise ConfigError(f"distill: student {backbone!r} is not in distill.students {list(cfg.students)}")
-    missing = [k for _, k in runs if k not in cfg.seeds]
-    if missing:
-        raise ConfigError(f"distill: seed {missing[0]} is not in distill.seeds {list(cfg.seeds)}")
-    return runs
+    if sep and not method:
+        raise ConfigError(f"distill: bad run {item!r}: expected <backbone>-<method>-seed<k>")
+    if method and method not in cfg.methods:
+        raise ConfigError(f"distill: method {method!r} is not in distill.methods {list(cfg.methods)}")
+    if sep and int(seed) not in cfg.seeds:
+        raise ConfigError(f"distill: seed {int(seed)} is not in distill.seeds {list(cfg.seeds)}")
+    return [Run(backbone, m, k) for m in ([method] if method else cfg.methods)
+            for k in ([int(seed)] if sep else cfg.seeds)]
 
 
 def cache_provenance(cache: TeacherCache) -> dict:
-    """What the student checkpoint records about its teacher labels."""
+    """What the student checkpoint records about one teacher's labels."""
     m = cache.meta
-    return {"path": str(cache.path), "sha256": file_sha256(cache.path), "teacher_sha256": m.teacher_sha256,
+    return {"path": str(cache.path), "sha256": file_sha256(cache.path), "teacher": m.teacher,
+            "label_kind": m.label_kind, "teacher_sha256": m.teacher_sha256,
             "manifest_sha256": m.manifest_sha256, "s": m.s, "p": m.p, "A": m.A,
             "input_size": list(m.input_size), "bin_sizes": list(m.bin_sizes),
             "convention": m.convention, "code_version": m.code_version, "schema_version": m.schema_version}
 
 
-def distill(cfg: DistillConfig, backbone: str, seed: Optional[int] = None, on_step=None) -> Optional[dict]:
-    """Train one student run (``seed``: one of ``cfg.seeds``, default the first); returns its
-    metrics on rank 0 (None on other ranks)."""
-    seed = cfg.seeds[0] if seed is None else seed
-    (backbone, seed), = parse_run(run_name(backbone, seed), cfg)
-    cfg = dataclasses.replace(cfg, seed=seed)
-    name = run_name(backbone, seed)
+def student_loss(method: MethodConfig, w_cls: float):
+    """The training loss of a method: eq. 7 (``kl``) or KD-Loss on the expected angles (``assistive``)."""
+    head = bins.head_name(STUDENT_BIN)
+    if method.loss == "assistive":
+        return functools.partial(assistive_distillation_loss, method=method, head=head)
+    return functools.partial(distillation_loss, w_cls=w_cls, head=head)
+
+
+def distill(cfg: DistillConfig, run: Run, on_step=None) -> Optional[dict]:
+    """Train one student run; returns its metrics on rank 0 (None on other ranks)."""
+    if parse_run(run.name, cfg) != [run]:
+        raise ConfigError(f"distill: {run.name} is not a run of these params")
+    cfg = dataclasses.replace(cfg, seed=run.seed)
+    method, name = cfg.method[run.method], run.name
     ctx = setup(cfg.device)
     try:
         manifest_sha = file_sha256(cfg.manifest)
         samples = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)
         teacher_sha = file_sha256(cfg.teacher) if cfg.teacher is not None else None
         samples_sha = samples_sha256(samples)
-        cache = open_student_cache(cfg.cache, samples, manifest_sha, teacher_sha, STUDENT_BIN, samples_sha)
+        caches = {t: open_student_cache(cfg.teachers[t], samples, manifest_sha, teacher_sha, STUDENT_BIN,
+                                        samples_sha, teacher=t) for t in dict.fromkeys(method.teachers())}
         train_samples, val_samples = holdout_split(samples, cfg.val_fraction, cfg.val_group)
-        train_set = DistillDataset(train_samples, cache, cfg.input_size, cfg.augment, cfg.seed,
-                                   cfg.teacher_rotation, STUDENT_BIN)
+        train_set = DistillDataset(train_samples, caches, cfg.input_size, cfg.augment, cfg.seed,
+                                   cfg.teacher_rotation, STUDENT_BIN, method, cfg.epochs)
         val_set = PoseDataset(val_samples, cfg.input_size)
-        provenance = cache_provenance(cache)
+        provenance = {t: cache_provenance(c) for t, c in caches.items()}
         if ctx.is_main:
             print(f"distill {name}: {len(train_samples)} train, {len(val_samples)} validation samples; "
-                  f"teacher labels {cfg.cache} (A={provenance['A']}, s={provenance['s']}, p={provenance['p']})")
+                  f"{method.loss} loss, teachers " + ", ".join(
+                      f"{t} ({cfg.teachers[t]}, A={p['A']})" for t, p in provenance.items()))
         torch.manual_seed(cfg.seed)
-        model = build_model(backbone, (STUDENT_BIN,), regression=False, weights=cfg.weights,
+        model = build_model(run.backbone, (STUDENT_BIN,), regression=False, weights=cfg.weights,
                             input_size=cfg.input_size)
-        # `students` and `seeds` are left out: adding a run must not disturb the others (resume key)
-        config = {**{k: v for k, v in as_dict(cfg).items() if k not in ("students", "seeds")},
-                  "student": backbone}
+        # the run's own method and teachers only: adding a student, method, seed or teacher must
+        # not disturb the other runs (the resume identity)
+        config = {**{k: v for k, v in as_dict(cfg).items()
+                     if k not in ("students", "seeds", "methods", "method", "teachers")},
+                  "student": run.backbone, "method": run.method, "method_config": as_dict(method),
+                  "teachers": {t: str(cfg.teachers[t]) for t in caches}}
         inputs = {"samples_sha256": samples_sha, "weights": weights_fingerprint(cfg.weights),
-                  "teacher_cache_sha256": provenance["sha256"]}
-        meta = {**checkpoint_meta(model, config, manifest_sha, inputs), "teacher_cache": provenance}
-        loss = functools.partial(distillation_loss, w_cls=cfg.w_cls, head=f"b{STUDENT_BIN}")
-        # this module wires the student, eq. 7 and the cached targets: its source is part of the run's identity
-        summary = fit(model, loss, train_set, val_set, cfg, cfg.state_dir / name,
-                      cfg.checkpoint(backbone, seed), meta, cfg.live_dir / name, ctx, on_step,
-                      code_modules=TRAINING_CODE_MODULES + ("distill", "cache", "student"))
+                  "teacher_caches_sha256": {t: p["sha256"] for t, p in provenance.items()}}
+        meta = {**checkpoint_meta(model, config, manifest_sha, inputs), "teacher_caches": provenance}
+        # this module wires the student, the losses and the cached targets: its source is part of the run's identity
+        summary = fit(model, student_loss(method, cfg.w_cls), train_set, val_set, cfg, cfg.state_dir / name,
+                      cfg.checkpoint(run), meta, cfg.live_dir / name, ctx, on_step,
+                      code_modules=TRAINING_CODE_MODULES + ("distill", "cache", "student", "teachers"))
         barrier(ctx)
         if not ctx.is_main:
             return None
-        best, _ = load_checkpoint(cfg.checkpoint(backbone, seed), map_location=ctx.device)
+        best, _ = load_checkpoint(cfg.checkpoint(run), map_location=ctx.device)
         test_samples = load_samples(cfg.manifest, split="test", boxes=cfg.boxes)
-        report = {"student": backbone, "seed": seed, "best_epoch": summary["best_epoch"],
-                   "val": {"mae": summary["best_val_mae"]},
-                   "test": evaluate(best, test_samples, device=ctx.device) if test_samples else {},
-                   "timing": summary["timing"],
-                   "checkpoint_sha256": file_sha256(cfg.checkpoint(backbone, seed)),
-                   "teacher_cache": provenance}
+        report = {"student": run.backbone, "method": run.method, "seed": run.seed,
+                  "best_epoch": summary["best_epoch"],
+                  "val": {"mae": summary["best_val_mae"]},
+                  "test": evaluate(best, test_samples, device=ctx.device) if test_samples else {},
+                  "timing": summary["timing"],
+                  "checkpoint_sha256": file_sha256(cfg.checkpoint(run)),
+                  "method_config": as_dict(method),
+                  "teacher_caches": provenance}
         write_json(cfg.report_dir / f"{name}.json", report)
         # wall time: the training loop's, kept in the state (a finished run re-run reports the same)
         write_stage_metrics(cfg.metrics_dir / f"{name}.json", report,
@@ -174,8 +216,9 @@ def distill(cfg: DistillConfig, backbone: str, seed: Optional[int] = None, on_st
 
 
 def distill_students(cfg: DistillConfig, item: Optional[str] = None) -> Optional[dict] | list:
-    """``item`` (the dvc.yaml matrix item ``<backbone>-seed<k>``): that run's metrics;
-    ``<backbone>``: all its seeds; None: every run of ``cfg``, in turn (lists of metrics)."""
+    """``item`` (the dvc.yaml matrix item ``<backbone>-<method>-seed<k>``): that run's metrics;
+    ``<backbone>-<method>`` or ``<backbone>``: all its runs; None: every run of ``cfg``, in turn
+    (lists of metrics)."""
     runs = cfg.runs() if item is None else parse_run(item, cfg)
-    results = [distill(cfg, backbone, seed) for backbone, seed in runs]
+    results = [distill(cfg, run) for run in runs]
     return results[0] if item is not None and len(runs) == 1 else results

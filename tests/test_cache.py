@@ -203,7 +203,7 @@ def test_flipped_bytes_are_detected_by_every_reader(tmp_path):
     cache.verify()  # intact
     _flip_bytes_in_chunk(path, "heads/b1/prob")
     cache = open_cache(path)  # attributes and keys are intact
-    with pytest.raises(CacheError, match=f"{path}: /heads/b1/prob is damaged .*re-run ensemble-labels"):
+    with pytest.raises(CacheError, match=f"{path}: /heads/b1/prob is damaged .*re-run its labelling stage"):
         cache.probs(KEYS[0], 1)
     with pytest.raises(CacheError, match="heads/b1/prob is damaged"):
         cache.verify()

@@ -20,11 +20,12 @@ from pipeline.files import file_sha256
 from pipeline.model import build_model, read_checkpoint
 from pipeline.pose import flip_pose, rotate_pose_in_plane
 from pipeline.project import load_stage
-from pipeline.student import DistillConfig, distill
+from pipeline.student import DistillConfig, Run, distill
 from fixtures_project import noise_samples, write_project
 
 torch.set_num_threads(1)
 SIZE = 16
+KD_RUN = Run("resnet18", "kd", 0)
 NO_COLOUR = dict(color=False, channel=False, median_blur=False, shadow_noise=False, coarse_dropout=False)
 
 
@@ -41,10 +42,16 @@ def make_kd_project(tmp_path, n_train=8, n_test=4, s=1, p=1):
     (tmp_path / "prepare-report.json").write_text(json.dumps({"protocol": 1}))
     train = sorted((x for x in samples if x.split == "train"), key=lambda x: x.key)
     write_tiny_cache(tmp_path / "cache.h5", train, file_sha256(manifest), file_sha256(tmp_path / "teacher.pt"), s, p)
+    write_tiny_cache(tmp_path / "base.h5", train, file_sha256(manifest), file_sha256(tmp_path / "teacher.pt"), 1, 0,
+                     teacher="base", width=9.0, offset=3.0)
     params = {
         "ensemble_labels": {"s": s, "p": p, "manifest": str(manifest), "checkpoint": str(tmp_path / "teacher.pt"),
                             "out": str(tmp_path / "cache.h5"), "metrics": str(tmp_path / "metrics" / "labels.json")},
-        "distill": {"students": ["resnet18"], "manifest": str(manifest), "cache": str(tmp_path / "cache.h5"),
+        "distill": {"students": ["resnet18"], "methods": ["kd"], "manifest": str(manifest),
+                    "teachers": {"ensemble": str(tmp_path / "cache.h5"), "base": str(tmp_path / "base.h5")},
+                    "method": {"kd": {"teacher": "ensemble"},
+                               "odkd": {"primary": "base", "teacher": "ensemble", "handover": 0.5, "floor": 0.1},
+                               "kdloss": {"loss": "assistive", "tough": "base", "tolerant": "ensemble"}},
                     "teacher": str(tmp_path / "teacher.pt"), "input_size": SIZE, "val_fraction": 0.25,
                     "val_group": "key", "epochs": 1, "batch_size": 4, "workers": 0, "device": "cpu",
                     "checkpoint_dir": str(tmp_path / "students"), "state_dir": str(tmp_path / "students-state"),
@@ -65,11 +72,12 @@ def make_kd_project(tmp_path, n_train=8, n_test=4, s=1, p=1):
     return samples
 
 
-def write_tiny_cache(path, train, manifest_sha, teacher_sha, s=1, p=1):
+def write_tiny_cache(path, train, manifest_sha, teacher_sha, s=1, p=1, teacher="ensemble", width=4.0, offset=0.0):
+    """Bell-shaped distributions of ``width`` degrees around the labels + ``offset``."""
     centres = bins.centres(1)
-    poses = np.array([x.pose for x in train])
-    probs = _softmax(-0.5 * ((centres[None, None, :] - poses[:, :, None]) / 4.0) ** 2)
-    meta = CacheMeta(teacher_sha256=teacher_sha, manifest_sha256=manifest_sha, s=s, p=p,
+    poses = np.array([x.pose for x in train]) + offset
+    probs = _softmax(-0.5 * ((centres[None, None, :] - poses[:, :, None]) / width) ** 2)
+    meta = CacheMeta(teacher_sha256=teacher_sha, manifest_sha256=manifest_sha, s=s, p=p, teacher=teacher,
                      input_size=(SIZE, SIZE), bin_sizes=(1,), samples_sha256=samples_sha256(train))
     write_cache(path, meta, [x.key for x in train], np.array([x.box for x in train]),
                 bins.expected_angle(probs, 1), {"b1": probs})
@@ -131,7 +139,7 @@ def test_dataset_targets_follow_the_augmenter(tmp_path):
     samples = make_kd_project(tmp_path)
     train = [x for x in samples if x.split == "train"]
     cache = open_student_cache(tmp_path / "cache.h5", train, file_sha256(tmp_path / "manifest.csv"))
-    ds = DistillDataset(train, cache, SIZE, AugmentConfig(rotate=15.0, **NO_COLOUR), seed=3)
+    ds = DistillDataset(train, {"ensemble": cache}, SIZE, AugmentConfig(rotate=15.0, **NO_COLOUR), seed=3)
     flips = 0
     for index in range(len(train)):
         _, view = ds.view((0, index))
@@ -145,7 +153,7 @@ def test_dataset_targets_follow_the_augmenter(tmp_path):
         if view.flip:  # the target's angles follow the label's sign change
             assert np.sign(bins.expected_angle(item["teacher"].double().numpy(), 1)[1]) == np.sign(view.pose[1])
     assert 0 < flips < len(train)
-    plain = DistillDataset(train, cache, SIZE)[0]
+    plain = DistillDataset(train, {"ensemble": cache}, SIZE)[0]
     np.testing.assert_allclose(plain["teacher"].numpy(), cache.probs(train[0].key) /
                                cache.probs(train[0].key).sum(-1, keepdims=True), atol=1e-6)
 
@@ -154,11 +162,11 @@ def test_dataset_pickles_without_cache_arrays(tmp_path):
     samples = make_kd_project(tmp_path)
     train = [x for x in samples if x.split == "train"]
     cache = open_student_cache(tmp_path / "cache.h5", train, file_sha256(tmp_path / "manifest.csv"))
-    ds = DistillDataset(train, cache, SIZE, AugmentConfig(**NO_COLOUR))
+    ds = DistillDataset(train, {"ensemble": cache}, SIZE, AugmentConfig(**NO_COLOUR))
     ds[0]  # opens the HDF5 handle in this process
     assert cache._file is not None
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone.cache._file is None
+    assert clone.teachers["ensemble"]._file is None
 
     def arrays(obj, seen):
         if id(obj) in seen:
@@ -190,20 +198,23 @@ def test_student_cache_refuses_other_boxes(tmp_path):
 def test_stage_trains_a_one_head_student_with_cache_provenance(tmp_path):
     make_kd_project(tmp_path)
     metrics = load_stage("distill").run(tmp_path / "params.yaml", [], item="resnet18")
-    data = read_checkpoint(tmp_path / "students" / "resnet18-seed0.pt")
+    data = read_checkpoint(tmp_path / "students" / "resnet18-kd-seed0.pt")
     meta = data["meta"]
     assert meta["bin_sizes"] == [1] and meta["regression"] is False and meta["backbone"] == "resnet18"
     assert not any(k.startswith("reg.") for k in data["model"])
-    assert meta["teacher_cache"]["sha256"] == file_sha256(tmp_path / "cache.h5")
-    assert meta["teacher_cache"]["teacher_sha256"] == file_sha256(tmp_path / "teacher.pt")
-    assert meta["teacher_cache"]["A"] == 9 and meta["inputs"]["teacher_cache_sha256"] == meta["teacher_cache"]["sha256"]
-    written = json.loads((tmp_path / "outputs" / "distill" / "resnet18-seed0.json").read_text())
-    assert written["student"] == "resnet18" and written["seed"] == 0 and set(written["test"]["SYNTEST"]["b1"]) == {"pitch", "yaw", "roll", "mae"}
-    headline = json.loads((tmp_path / "metrics" / "distill" / "resnet18-seed0.json").read_text())
+    assert list(meta["teacher_caches"]) == ["ensemble"]     # kd reads one teacher
+    cache = meta["teacher_caches"]["ensemble"]
+    assert cache["sha256"] == file_sha256(tmp_path / "cache.h5") and cache["teacher"] == "ensemble"
+    assert cache["teacher_sha256"] == file_sha256(tmp_path / "teacher.pt") and cache["label_kind"] == "rvc"
+    assert cache["A"] == 9 and meta["inputs"]["teacher_caches_sha256"] == {"ensemble": cache["sha256"]}
+    written = json.loads((tmp_path / "outputs" / "distill" / "resnet18-kd-seed0.json").read_text())
+    assert written["student"] == "resnet18" and written["seed"] == 0 and written["method"] == "kd"
+    assert set(written["test"]["SYNTEST"]["b1"]) == {"pitch", "yaw", "roll", "mae"}
+    headline = json.loads((tmp_path / "metrics" / "distill" / "resnet18-kd-seed0.json").read_text())
     assert set(headline) == {"best_epoch", "val", "test", "timing", "wall_s"}
     assert headline["wall_s"] == round(written["timing"]["train_s"], 1)
     assert headline["test"] == {"SYNTEST": {"b1": {"mae": written["test"]["SYNTEST"]["b1"]["mae"]}}}
-    assert metrics["checkpoint_sha256"] == file_sha256(tmp_path / "students" / "resnet18-seed0.pt")
+    assert metrics["checkpoint_sha256"] == file_sha256(tmp_path / "students" / "resnet18-kd-seed0.pt")
 
 
 def test_stage_names_a_stale_or_foreign_cache(tmp_path):
@@ -211,16 +222,19 @@ def test_stage_names_a_stale_or_foreign_cache(tmp_path):
     params = tmp_path / "params.yaml"
     write_manifest(tmp_path / "manifest.csv", samples[:-1])  # the manifest moved on, the cache did not
     with pytest.raises(CacheError, match="manifest_sha256 mismatch"):
-        distill(stage_config("distill", DistillConfig, params), "resnet18")
+        distill(stage_config("distill", DistillConfig, params), KD_RUN)
     write_manifest(tmp_path / "manifest.csv", samples)
     torch.save({"model": build_model("resnet18", input_size=SIZE).state_dict(),
                 "meta": read_checkpoint(tmp_path / "teacher.pt")["meta"]}, tmp_path / "teacher2.pt")
     with pytest.raises(CacheError, match="teacher_sha256 mismatch"):
         distill(stage_config("distill", DistillConfig, params, [f"distill.teacher={tmp_path / 'teacher2.pt'}"]),
-                "resnet18")
+                KD_RUN)
     open_cache(tmp_path / "cache.h5")  # the cache itself is intact
     with pytest.raises(Exception, match="not in distill.students"):
-        distill(stage_config("distill", DistillConfig, params), "resnet34")
+        distill(stage_config("distill", DistillConfig, params), Run("resnet34", "kd", 0))
+    swapped = ["distill.teachers={ensemble: %s, base: %s}" % (tmp_path / "base.h5", tmp_path / "cache.h5")]
+    with pytest.raises(CacheError, match="teacher mismatch: cache has 'base', expected 'ensemble'"):
+        distill(stage_config("distill", DistillConfig, params, swapped), KD_RUN)
 
 
 # --- the rotation measurement ----------------------------------------------------------
@@ -261,30 +275,46 @@ def test_bench_distill_runs_all_three_paths(tmp_path):
     assert lo <= result["a_over_b"] <= hi and "medians of 2 interleaved runs" in bench_report(result)
 
 
-def test_runs_are_named_by_backbone_and_seed_and_checked_against_params():
+def test_runs_are_named_by_backbone_method_and_seed_and_checked_against_params():
     from pipeline.student import parse_run
-    cfg = DistillConfig(manifest=Path("m.csv"), boxes=None, cache=Path("c.h5"), teacher=None,
-                        checkpoint_dir=Path("s"), students=("resnet18", "efficientnet_lite0"), seeds=(0, 3))
-    assert cfg.runs() == [("resnet18", 0), ("resnet18", 3), ("efficientnet_lite0", 0), ("efficientnet_lite0", 3)]
-    assert cfg.checkpoint("efficientnet_lite0", 3) == Path("s/efficientnet_lite0-seed3.pt")
-    assert parse_run("efficientnet_lite0-seed3", cfg) == [("efficientnet_lite0", 3)]
-    assert parse_run("resnet18", cfg) == [("resnet18", 0), ("resnet18", 3)]
+    from pipeline.teachers import MethodConfig
+    teachers = {"ensemble": Path("c.h5"), "base": Path("b.h5")}
+    method = {"kd": MethodConfig(), "odkd": MethodConfig(primary="base")}
+    cfg = DistillConfig(manifest=Path("m.csv"), boxes=None, teachers=teachers, teacher=None, method=method,
+                        methods=("kd", "odkd"), checkpoint_dir=Path("s"),
+                        students=("resnet18", "efficientnet_lite0"), seeds=(0, 3))
+    assert [r.name for r in cfg.runs()][:4] == ["resnet18-kd-seed0", "resnet18-kd-seed3", "resnet18-odkd-seed0",
+                                                "resnet18-odkd-seed3"] and len(cfg.runs()) == 8
+    assert cfg.checkpoint(Run("efficientnet_lite0", "odkd", 3)) == Path("s/efficientnet_lite0-odkd-seed3.pt")
+    assert parse_run("efficientnet_lite0-odkd-seed3", cfg) == [Run("efficientnet_lite0", "odkd", 3)]
+    assert parse_run("resnet18-kd", cfg) == [Run("resnet18", "kd", 0), Run("resnet18", "kd", 3)]
+    assert len(parse_run("resnet18", cfg)) == 4
     with pytest.raises(ConfigError, match="seed 1 is not in distill.seeds"):
-        parse_run("resnet18-seed1", cfg)
+        parse_run("resnet18-kd-seed1", cfg)
     with pytest.raises(ConfigError, match="'resnet34' is not in distill.students"):
-        parse_run("resnet34-seed0", cfg)
-    with pytest.raises(ConfigError, match="bad run 'resnet18-seedx'"):
-        parse_run("resnet18-seedx", cfg)
+        parse_run("resnet34-kd-seed0", cfg)
+    with pytest.raises(ConfigError, match="method 'kdloss' is not in distill.methods"):
+        parse_run("resnet18-kdloss-seed0", cfg)
+    with pytest.raises(ConfigError, match="bad run 'resnet18-seed0'"):
+        parse_run("resnet18-seed0", cfg)
+    with pytest.raises(ConfigError, match="bad run 'resnet18-kd-seedx'"):
+        parse_run("resnet18-kd-seedx", cfg)
+    common = dict(manifest=Path("m.csv"), boxes=None, teacher=None, checkpoint_dir=Path("s"))
     with pytest.raises(ValueError, match="seed: 2 is not one of seeds"):
-        DistillConfig(manifest=Path("m.csv"), boxes=None, cache=Path("c.h5"), teacher=None,
-                      checkpoint_dir=Path("s"), seeds=(0, 3), seed=2)
+        DistillConfig(**common, teachers=teachers, seeds=(0, 3), seed=2)
+    with pytest.raises(ValueError, match="methods: 'odkd' is not defined in distill.method"):
+        DistillConfig(**common, teachers=teachers, methods=("kd", "odkd"))
+    with pytest.raises(ValueError, match="method.odkd: reads teacher 'base', which is not in paths.teachers"):
+        DistillConfig(**common, teachers={"ensemble": Path("c.h5")}, method=method, methods=("kd",))
+    with pytest.raises(ValueError, match="method: bad name 'k-d'"):
+        DistillConfig(**common, teachers=teachers, method={"k-d": MethodConfig()}, methods=("k-d",))
 
 
 def test_two_seeds_train_two_different_students(tmp_path):
     make_kd_project(tmp_path)
     params = tmp_path / "params.yaml"
-    results = load_stage("distill").run(params, ["distill.seeds=[0, 1]"], item="resnet18")
+    results = load_stage("distill").run(params, ["distill.seeds=[0, 1]"], item="resnet18-kd")
     assert [m["seed"] for m in results] == [0, 1]
-    first, second = (read_checkpoint(tmp_path / "students" / f"resnet18-seed{k}.pt") for k in (0, 1))
+    first, second = (read_checkpoint(tmp_path / "students" / f"resnet18-kd-seed{k}.pt") for k in (0, 1))
     assert first["meta"]["config"]["seed"] == 0 and second["meta"]["config"]["seed"] == 1
     assert not torch.equal(first["model"]["rvc.b1.weight"], second["model"]["rvc.b1.weight"])

@@ -14,14 +14,14 @@ from pipeline.labeling import EnsembleLabelsConfig
 from pipeline.metrics import mae_summary, predict_dataset
 from pipeline.model import load_checkpoint
 from pipeline.project import load_stage
-from pipeline.student import DistillConfig, distill
+from pipeline.student import DistillConfig, Run, distill
 from test_distill import make_kd_project
 
 torch.set_num_threads(1)
 
 
 def train_student(params):
-    distill(stage_config("distill", DistillConfig, params), "resnet18")
+    distill(stage_config("distill", DistillConfig, params), Run("resnet18", "kd", 0))
 
 
 def evaluate(params, overrides=()):
@@ -54,7 +54,7 @@ def test_rows_per_test_set_match_direct_computations(project):
     ens = evaluate_grid(teacher, test, [(1, 1)], 2, 0, torch.device("cpu"), 512).mae[(1, 1)]
     assert table["Ensemble"]["mean"] == pytest.approx(ens.mean(), abs=1e-4)
     assert table["Ensemble"]["mean"] != table["Base"]["mean"]
-    student, _ = load_checkpoint(root / "students" / "resnet18-seed0.pt")
+    student, _ = load_checkpoint(root / "students" / "resnet18-kd-seed0.pt")
     kd = mae_summary(predict_dataset(student, PoseDataset(test, 16))[0]["b1"], truth)
     assert table["KD-resnet18"]["roll"] == pytest.approx(kd["roll"], abs=1e-4)
     with open(root / "predictions.csv", newline="") as fh:
@@ -79,7 +79,7 @@ def test_results_are_deterministic_and_metrics_are_their_headline(project):
 
 def test_missing_student_checkpoint_is_named(project):
     root, _ = project
-    with pytest.raises(Exception, match="resnet34-seed0.pt: checkpoint not found"):
+    with pytest.raises(Exception, match="resnet34-kd-seed0.pt: checkpoint not found"):
         evaluate(root / "params.yaml", ["distill.students=[resnet18, resnet34]"])
 
 
@@ -111,7 +111,7 @@ def test_stale_teacher_or_student_is_refused_before_any_compute(tmp_path, monkey
     # another teacher checkpoint: the student was distilled from the first one's cache
     torch.save(torch.load(tmp_path / "teacher.pt", weights_only=True) | {"note": "retrained"},
                tmp_path / "teacher2.pt")
-    with pytest.raises(ConfigError, match=r"resnet18-seed0.pt: distilled from another teacher"):
+    with pytest.raises(ConfigError, match=r"resnet18-kd-seed0.pt: distilled from another teacher"):
         evaluate(tmp_path / "params.yaml", [f"evaluate.teacher={tmp_path / 'teacher2.pt'}"])
     write_manifest(tmp_path / "manifest.csv", samples[:-1])  # prepare ran again, nothing else did
     with pytest.raises(ConfigError, match=r"teacher.pt: trained on another manifest"):
@@ -122,7 +122,7 @@ def test_kd_row_is_the_mean_over_seeds_and_every_claim_has_an_interval(project):
     root, _ = project
     params = root / "params.yaml"
     seeds = ["distill.seeds=[0, 1]"]
-    distill(stage_config("distill", DistillConfig, params, seeds), "resnet18", seed=1)
+    distill(stage_config("distill", DistillConfig, params, seeds), Run("resnet18", "kd", 1))
     metrics = evaluate(params, seeds)
     per_seed = metrics["seeds"]["SYNTEST"]["KD-resnet18"]
     assert set(per_seed) == {"seed0", "seed1"} and per_seed["seed0"] != per_seed["seed1"]
@@ -138,3 +138,22 @@ def test_kd_row_is_the_mean_over_seeds_and_every_claim_has_an_interval(project):
         assert c["verdict"] == ("holds" if c["high"] < 0 else "fails" if c["low"] > 0 else "within noise")
     assert found[("KD-resnet18", "Base")]["seeds_row"] == 2 and found[("Ensemble", "Base")]["seeds_row"] == 1
     assert len(found[("KD-resnet18", "Base")]["per_seed_relative"]) == 2
+
+
+def test_two_teacher_rows_sit_beside_single_teacher_kd_with_their_claims(project):
+    root, _ = project
+    params = root / "params.yaml"
+    methods = ["distill.methods=[kd, odkd, kdloss]"]
+    for method in ("odkd", "kdloss"):
+        distill(stage_config("distill", DistillConfig, params, methods), Run("resnet18", method, 0))
+    metrics = evaluate(params, methods)
+    table = metrics["test"]["SYNTEST"]
+    assert set(table) == {"Base", "Ensemble", "KD-resnet18", "ODKD-resnet18", "KDLOSS-resnet18"}
+    assert len({table[r]["mean"] for r in ("KD-resnet18", "ODKD-resnet18", "KDLOSS-resnet18")}) == 3
+    claims = metrics["claims"]["SYNTEST"]
+    for row in ("ODKD-resnet18", "KDLOSS-resnet18"):   # the second teacher against Base, Ensemble, one teacher
+        for baseline in ("Base", "Ensemble", "KD-resnet18"):
+            c = claims[f"{row} < {baseline}"]
+            assert c["mae_row"] == pytest.approx(table[row]["mean"], abs=1e-3)
+            assert c["mae_baseline"] == pytest.approx(table[baseline]["mean"], abs=1e-3)
+    assert "KD-resnet18 < ODKD-resnet18" not in claims and len(claims) == 1 + 2 * 3 + 2

@@ -24,6 +24,7 @@ import torch
 from ..config import ConfigError, stage_config
 from ..data import PoseDataset, load_samples
 from ..distill import DistillDataset, open_student_cache
+from ..teachers import ENSEMBLE
 from ..ensemble import ensemble_distributions, num_windows
 from ..image import crop_box, load_rgb, to_tensor
 from ..losses import distillation_loss, teacher_loss
@@ -80,13 +81,14 @@ def run(params: Path = Path("params.yaml"), steps: int = 20, online_steps: int =
     workers = cfg.workers if workers is None else workers
     backbone = cfg.students[0]
     samples = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)[: (steps + 1) * cfg.batch_size]
-    cache = open_student_cache(cfg.cache, samples, file_sha256(cfg.manifest), file_sha256(cfg.teacher))
+    cache = open_student_cache(cfg.teachers[ENSEMBLE], samples, file_sha256(cfg.manifest), file_sha256(cfg.teacher),
+                               teacher=ENSEMBLE)
     s, p = online_sp or (cache.meta.s, cache.meta.p)
     a_windows = num_windows(s, p)  # validates (s, p) before any timing
     teacher, _ = load_checkpoint(cfg.teacher)
     variants = {
         "a_cache": lambda: _timed_fit(cfg, backbone, lambda o, b: distillation_loss(o, b, cfg.w_cls),
-                                      DistillDataset(samples, cache, cfg.input_size, cfg.augment, cfg.seed,
+                                      DistillDataset(samples, {ENSEMBLE: cache}, cfg.input_size, cfg.augment, cfg.seed,
                                                      cfg.teacher_rotation), workers),
         "b_hard_labels": lambda: _timed_fit(cfg, backbone, teacher_loss,
                                             PoseDataset(samples, cfg.input_size, cfg.augment, cfg.seed), workers),

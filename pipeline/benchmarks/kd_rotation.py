@@ -89,12 +89,14 @@ def run(params: Path = Path("params.yaml"), samples: int = 48,
     from ..distill import open_student_cache
     from ..files import file_sha256
     from ..model import load_checkpoint
+    from ..teachers import ENSEMBLE
 
     cfg = stage_config("distill", DistillConfig, params)
     if cfg.teacher is None:
         raise ConfigError(f"{params}: distill.teacher must name the teacher checkpoint")
     train = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)
-    cache = open_student_cache(cfg.cache, train, file_sha256(cfg.manifest), file_sha256(cfg.teacher))
+    cache = open_student_cache(cfg.teachers[ENSEMBLE], train, file_sha256(cfg.manifest), file_sha256(cfg.teacher),
+                               teacher=ENSEMBLE)
     picks = np.linspace(0, len(train) - 1, min(samples, len(train))).round().astype(int)
     teacher, _ = load_checkpoint(cfg.teacher)
     rows = measure(teacher, cache, [train[i] for i in picks], list(magnitudes))

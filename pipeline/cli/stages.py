@@ -26,7 +26,7 @@ StageName = enum.Enum("StageName", {name: name for name in _stage_names()}, type
 @exits_on_errors
 def run_stage(
     name: Annotated[StageName, typer.Argument(show_default=False, help="DVC stage (dvc.yaml)")],
-    item: Annotated[Optional[str], typer.Argument(help="matrix item of distill: a student run <backbone>-seed<k>, or a backbone (all its seeds)")] = None,
+    item: Annotated[Optional[str], typer.Argument(help="matrix item of distill: a student run <backbone>-<method>-seed<k>, <backbone>-<method> (all its seeds) or <backbone> (all its runs)")] = None,
     params: Annotated[Path, typer.Option("--params", help="params file")] = Path("params.yaml"),
     set_: Annotated[List[str], typer.Option("--set", help="override a param, e.g. --set train_teacher.lr=3e-4 "
                                             "(keys: the stage's block in params.yaml)")] = [],
