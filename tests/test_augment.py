@@ -128,5 +128,5 @@ def test_box_jitter_moves_and_scales_within_bounds_and_is_off_by_default():
 def test_students_refuse_box_jitter():
     from pipeline.student import DistillConfig
     with pytest.raises(ValueError, match="box_shift / box_scale: must be 0 for students"):
-        DistillConfig(manifest=Path("m.csv"), boxes=None, cache=Path("c.h5"), teacher=None,
+        DistillConfig(manifest=Path("m.csv"), boxes=None, teachers={"ensemble": Path("c.h5")}, teacher=None,
                       checkpoint_dir=Path("s"), augment=AugmentConfig(box_shift=0.05))

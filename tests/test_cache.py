@@ -58,6 +58,7 @@ def test_layout_dtypes_and_attrs(tmp_path):
         attrs = dict(f.attrs)
         assert attrs["A"] == 25 and attrs["s"] == 2 and attrs["p"] == 4
         assert attrs["angle_order"] == "pitch,yaw,roll" and attrs["complete"]
+        assert attrs["teacher"] == "ensemble" and attrs["label_kind"] == "rvc" and attrs["schema_version"] == 3
         assert not any("time" in k or "date" in k for k in attrs)
         assert list(f.attrs)[-1] == "complete"
     assert not (tmp_path / "t.h5.parts").exists() and not (tmp_path / "t.h5.partial").exists()
@@ -88,6 +89,7 @@ def test_reader_rows_and_lazy_pickling(tmp_path):
     (Expect(manifest_sha256="x" * 64), "manifest_sha256 mismatch"),
     (Expect(teacher_sha256="y" * 64), "teacher_sha256 mismatch"),
     (Expect(s=5), "s mismatch"),
+    (Expect(teacher="base"), "teacher mismatch: cache has 'ensemble', expected 'base'"),
     (Expect(bin_sizes=(1, 3)), r"heads \['b3'\] are missing"),
     (Expect(keys=["300W_LP/a_1", "AFLW/zz"]), "1 samples have no teacher labels"),
 ])
@@ -104,6 +106,7 @@ def test_reader_refuses_other_schema_convention_bins_and_incomplete(tmp_path):
     _build(path)
     for attr, value, message in [("schema_version", 99, "schema_version mismatch"),
                                  ("convention", "hopenet", "convention mismatch"),
+                                 ("label_kind", "heatmap", "label_kind 'heatmap' is not one this version reads"),
                                  ("complete", False, "incomplete")]:
         copy = tmp_path / f"{attr}.h5"
         copy.write_bytes(path.read_bytes())

@@ -182,7 +182,7 @@ def test_params_file_that_is_not_utf8(tmp_path):
 def _stage_classes() -> dict:
     from pipeline.ensemble_grid import EnsembleGridConfig
     from pipeline.evaluation import EvaluateConfig
-    from pipeline.labeling import EnsembleLabelsConfig
+    from pipeline.labeling import BaseLabelsConfig, EnsembleLabelsConfig
     from pipeline.prepare import PrepareConfig
     from pipeline.relabel import RelabelConfig
     from pipeline.report import ReportConfig
@@ -191,7 +191,7 @@ def _stage_classes() -> dict:
     from pipeline.teacher import TrainTeacherConfig
     return {"synth": SynthConfig, "prepare": PrepareConfig, "relabel": RelabelConfig,
             "train_teacher": TrainTeacherConfig, "ensemble_labels": EnsembleLabelsConfig,
-            "ensemble_grid": EnsembleGridConfig, "distill": DistillConfig, "evaluate": EvaluateConfig,
+            "base_labels": BaseLabelsConfig, "ensemble_grid": EnsembleGridConfig, "distill": DistillConfig, "evaluate": EvaluateConfig,
             "report": ReportConfig}
 
 
@@ -205,6 +205,7 @@ INT_MINIMUM = {
     "train_teacher": {"input_size": 16, "epochs": 1, "batch_size": 1, "seed": 0, "workers": 0,
                       "checkpoint_every": 1, "grid_samples": 1},
     "ensemble_labels": {"s": 1, "p": 0, "batch_size": 1, "chunk_size": 1, "max_windows": 1, "num_workers": 0},
+    "base_labels": {"s": 1, "p": 0, "batch_size": 1, "chunk_size": 1, "max_windows": 1, "num_workers": 0},
     "ensemble_grid": {"batch_size": 1, "max_windows": 1, "num_workers": 0},
     "distill": {"input_size": 16, "epochs": 1, "batch_size": 1, "seed": 0, "workers": 0, "checkpoint_every": 1},
     "evaluate": {"batch_size": 1, "max_windows": 1, "num_workers": 0, "bootstrap_resamples": 1},
@@ -229,8 +230,11 @@ def _leaves(cls, prefix=""):
     hints = typing.get_type_hints(cls, include_extras=True)
     for f in dataclasses.fields(cls):
         tp = _base(hints[f.name])
+        values = typing.get_args(tp)[1] if typing.get_origin(tp) is dict else None
         if dataclasses.is_dataclass(tp):
             yield from _leaves(tp, f"{prefix}{f.name}.")
+        elif dataclasses.is_dataclass(values):   # distill.method: checked through its `kd` entry
+            yield from _leaves(values, f"{prefix}{f.name}.kd.")
         else:
             yield f"{prefix}{f.name}", tp
 
@@ -396,3 +400,20 @@ def test_non_utf8_path_argument_in_a_real_process(project):
     assert out.returncode == 2, stderr
     assert "prepare.data_root: expected UTF-8 text, got b'\\xff'" in stderr
     assert "Traceback" not in stderr and _files(project) == {"params.yaml"}
+
+
+def test_a_dotted_from_paths_key_reads_into_a_mapping_of_paths(tmp_path):
+    from pipeline.labeling import BaseLabelsConfig, EnsembleLabelsConfig
+    from pipeline.student import DistillConfig
+    teachers = {"ensemble": "c/e.h5", "base": "c/b.h5"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "paths": {"manifest": "m.csv", "teacher": "t.pt", "students": "s", "teachers": teachers},
+        "ensemble_labels": {}, "base_labels": {}, "distill": {"students": ["resnet18"]}}))
+    assert stage_config("ensemble_labels", EnsembleLabelsConfig, tmp_path / "params.yaml").out == Path("c/e.h5")
+    assert stage_config("base_labels", BaseLabelsConfig, tmp_path / "params.yaml").out == Path("c/b.h5")
+    distill = stage_config("distill", DistillConfig, tmp_path / "params.yaml")
+    assert distill.teachers == {k: Path(v) for k, v in teachers.items()}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"paths": {"manifest": "m.csv", "teacher": "t.pt"},
+                                                          "base_labels": {}}))
+    with pytest.raises(ConfigError, match="base_labels.out: not set, and the params file has no paths.teachers.base"):
+        stage_config("base_labels", BaseLabelsConfig, tmp_path / "params.yaml")

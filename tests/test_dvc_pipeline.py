@@ -24,10 +24,15 @@ TINY = {
     "train_teacher": {"epochs": 1, "input_size": 32, "batch_size": 8, "grid_samples": 2,
                       "workers": 0},
     "ensemble_labels": {"s": 2, "p": 2, "chunk_size": 16, "num_workers": 0},
+    "base_labels": {"chunk_size": 16, "num_workers": 0},
     "ensemble_grid": {"strides": [2], "paddings": [0, 2], "num_workers": 0},
-    "distill": {"epochs": 1, "input_size": 32, "batch_size": 8, "workers": 0, "seeds": [0, 1]},
+    "distill": {"epochs": 2, "input_size": 32, "batch_size": 8, "workers": 0, "seeds": [0, 1],
+                "methods": ["kd", "odkd", "kdloss"]},
     "evaluate": {"num_workers": 0},
 }
+
+
+TINY_FLOOR = 0.05   # params.yaml's distill.method.odkd.floor
 
 
 def stage_names(dvc_yaml: dict) -> set[str]:
@@ -108,7 +113,10 @@ def test_each_shared_path_is_written_once():
                 if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Path"
                 and node.args and isinstance(node.args[0], ast.Constant)]
     texts = {name: (ROOT / name).read_text() for name in ("params.yaml", "dvc.yaml")}
-    for name, value in params["paths"].items():
+    flat = {f"teachers.{k}" if name == "teachers" else name: v for name, value in params["paths"].items()
+            for k, v in (value.items() if isinstance(value, dict) else [(name, value)])}
+    assert {"teachers.ensemble", "teachers.base"} <= set(flat)
+    for name, value in flat.items():
         if name == "data_root":
             continue
         whole = re.compile(re.escape(value) + r"(?![\w-])")  # not checkpoints/students-state
@@ -152,8 +160,8 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(tmp_path):
         shutil.copy(ROOT / name, tmp_path / name)
     params = load_params(ROOT / "params.yaml")
     for block, values in TINY.items():
-        if block in params:
-            params[block].update(values)
+        params[block].update(values)
+    assert params["distill"]["method"]["odkd"]["floor"] == TINY_FLOOR
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git(tmp_path, "init", "-q")
     subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True, env=DVC_ENV)
@@ -165,9 +173,9 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(tmp_path):
     dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     for name in stage_names(dvc_yaml):
         assert f"Running stage '{name}" in first.stdout, f"stage {name} did not run"
-    assert "train-teacher: done in" in first.stdout and "distill@efficientnet_lite0-seed1: done in" in first.stdout
+    assert "train-teacher: done in" in first.stdout and "distill@efficientnet_lite0-odkd-seed1: done in" in first.stdout
     assert (tmp_path / "data/manifest.csv").exists()
-    assert (tmp_path / "cache/teacher-labels.h5").exists()
+    assert (tmp_path / "cache/teacher-labels.h5").exists() and (tmp_path / "cache/base-labels.h5").exists()
 
     second = subprocess.run(["dvc", "repro"], cwd=tmp_path, capture_output=True, text=True, env=DVC_ENV)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -177,7 +185,7 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(tmp_path):
     shown = json.loads(subprocess.run(["dvc", "metrics", "show", "--json"], cwd=tmp_path, capture_output=True,
                                       text=True, env=DVC_ENV, check=True).stdout)
     files = next(iter(shown.values()))["data"]            # the workspace (keyed "" or "workspace")
-    runs = len(TINY["distill"]["seeds"])
+    runs = len(TINY["distill"]["seeds"]) * len(TINY["distill"]["methods"])
     assert len(files) == len(stage_names(dvc_yaml)) - 1 + runs, sorted(files)   # one per stage, per student run
     for name, content in files.items():
         assert "wall_s" in content["data"], name
@@ -188,7 +196,7 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(tmp_path):
     assert "sha256" not in table and "config" not in table
 
     # a finished stage run by hand does what DVC would: nothing, and `dvc status` stays clean
-    for stage in (["ensemble-labels"], ["distill", "efficientnet_lite0-seed0"]):
+    for stage in (["ensemble-labels"], ["base-labels"], ["distill", "efficientnet_lite0-kdloss-seed0"]):
         by_hand = subprocess.run(["pipeline", "run-stage", *stage], cwd=tmp_path, capture_output=True, text=True,
                                  env=DVC_ENV)
         assert by_hand.returncode == 0, by_hand.stderr[-2000:]
@@ -205,7 +213,15 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(tmp_path):
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
     assert "Running stage 'train-teacher'" in third.stdout and "nothing to train" in third.stdout
     assert "Running stage 'ensemble-labels'" not in third.stdout, third.stdout
-    forced = subprocess.run(["dvc", "repro", "--force", "--single-item", "distill@efficientnet_lite0-1"], cwd=tmp_path,
+    # one method's params rerun that method's students only (and what reads them)
+    params["distill"]["method"]["odkd"]["floor"] = 0.2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stale = json.loads(subprocess.run(["dvc", "status", "--json"], cwd=tmp_path, capture_output=True, text=True,
+                                      env=DVC_ENV, check=True).stdout)
+    assert set(stale) == {"distill@efficientnet_lite0-odkd-0", "distill@efficientnet_lite0-odkd-1", "evaluate"}, stale
+    params["distill"]["method"]["odkd"]["floor"] = TINY_FLOOR
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    forced = subprocess.run(["dvc", "repro", "--force", "--single-item", "distill@efficientnet_lite0-kd-1"], cwd=tmp_path,
                             capture_output=True, text=True, env=DVC_ENV)
     assert forced.returncode == 0, forced.stdout[-3000:] + forced.stderr[-3000:]
     assert "nothing to train" in forced.stdout
@@ -215,7 +231,7 @@ def test_dvc_repro_end_to_end_then_nothing_to_do(tmp_path):
                                       text=True, env=DVC_ENV, check=True).stdout)["data"]
     teacher = [k for k in plots if k.startswith("Teacher")]
     students = [k for k in plots if k.startswith("dvclive/distill/")]
-    assert len(teacher) == 3 and len(students) == 2 and len(plots) == 5, sorted(plots)
+    assert len(teacher) == 3 and len(students) == runs and len(plots) == 3 + runs, sorted(plots)
     for name in teacher + students:
         content = plots[name][0]["content"]
         assert content["data"]["values"] and content["encoding"]["x"]["title"] == "epoch", name

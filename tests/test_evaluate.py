@@ -71,7 +71,8 @@ def test_results_are_deterministic_and_metrics_are_their_headline(project):
     results = json.loads(first)
     assert "timing" not in first.decode() and results["samples"] == {"SYNTEST": 4}
     headline = json.loads((root / "metrics" / "evaluate.json").read_text())
-    assert headline["test"] == results["test"] and headline["wall_s"] > 0
+    assert headline["test"] == {d: {row: {"mean": v["mean"]} for row, v in table.items()}
+                                for d, table in results["test"].items()} and headline["wall_s"] > 0
     claim = results["claims"]["SYNTEST"]["Ensemble < Base"]
     assert headline["claims"]["SYNTEST"]["Ensemble < Base"] == {"relative": claim["relative"], "verdict": claim["verdict"]}
     assert set(headline) == {"test", "claims", "wall_s"}

@@ -252,7 +252,7 @@ def test_inspect_cache_prints_and_draws(tmp_path):
                                       "--png", str(tmp_path / "d.png"),
                                       "--manifest", str(tmp_path / "manifest.csv")])
     assert result.exit_code == 0, result.output
-    assert "schema 2, 2 samples" in result.output and "s=2 p=4 A=25" in result.output
+    assert "teacher 'ensemble' (rvc labels), schema 3, 2 samples" in result.output and "s=2 p=4 A=25" in result.output
     assert f"truth {samples[0].pose[1]:7.2f}" in result.output
     drawn = cv2.imread(str(tmp_path / "d.png"))
     assert drawn is not None and "crop the teacher saw" not in result.output
@@ -299,7 +299,7 @@ def test_damaged_cache_stops_distill_and_inspect_verify(tmp_path):
     result = run_cli("inspect-cache", str(cache), "--verify")
     assert result.exit_code == 1 and f"{cache}: /heads/b1/prob is damaged" in result.output
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["distill"] = {"manifest": str(tmp_path / "manifest.csv"), "cache": str(cache),
+    params["distill"] = {"manifest": str(tmp_path / "manifest.csv"), "teachers": {"ensemble": str(cache)},
                          "teacher": str(tmp_path / "teacher.pt"), "input_size": SIZE, "epochs": 1,
                          "batch_size": 2, "workers": 0, "device": "cpu", "val_fraction": 0.0,
                          "checkpoint_dir": str(tmp_path / "students"), "state_dir": str(tmp_path / "state"),
