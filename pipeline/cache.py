@@ -13,7 +13,8 @@ A student reads any set of them (:mod:`pipeline.teachers`). Layout of each::
     /expected          (N, 3) float32      eq. 2 on the fp32 ensemble distribution of the
                                            smallest-bin head (b1 for the teacher)
     /boxes             (N, 4) float32      the box the teacher saw (x1, y1, x2, y2)
-    attrs              schema_version, teacher (its name: ensemble, base), label_kind
+    attrs              schema_version, teacher (its name: ensemble, base), role (what it is),
+                       label_kind
                        ("rvc": RvC distributions, and their angles in /expected),
                        teacher_sha256, manifest_sha256, samples_sha256, s, p, A,
                        input_size, bin_sizes, precision, angle_order, convention,
@@ -82,6 +83,7 @@ class CacheMeta:
     bin_sizes: tuple[int, ...]
     samples_sha256: str = ""        # keys, boxes and image bytes labelled (pipeline.data.samples_sha256)
     teacher: str = "ensemble"       # the teacher's name (paths.teachers): ensemble | base | ...
+    role: str = ""                  # what the teacher is, in words (the labelling block's `role`)
     label_kind: str = "rvc"         # RvC distributions per head (/heads) and their angles (/expected)
     precision: str = "fp32"         # of the teacher's forward passes: fp32 | bf16
     angle_order: str = ",".join(ANGLE_NAMES)
@@ -99,7 +101,7 @@ class CacheMeta:
 
     def attrs(self) -> dict:
         """Root attributes in a fixed order (the file tracks attribute order)."""
-        return {"schema_version": self.schema_version, "teacher": self.teacher,
+        return {"schema_version": self.schema_version, "teacher": self.teacher, "role": self.role,
                 "label_kind": self.label_kind, "teacher_sha256": self.teacher_sha256,
                 "manifest_sha256": self.manifest_sha256, "samples_sha256": self.samples_sha256,
                 "s": self.s, "p": self.p, "A": self.A,
@@ -114,7 +116,8 @@ class CacheMeta:
             return cls(teacher_sha256=str(attrs["teacher_sha256"]),
                        manifest_sha256=str(attrs["manifest_sha256"]),
                        samples_sha256=str(attrs["samples_sha256"]),
-                       teacher=str(attrs["teacher"]), label_kind=str(attrs["label_kind"]),
+                       teacher=str(attrs["teacher"]), role=str(attrs["role"]),
+                       label_kind=str(attrs["label_kind"]),
                        s=int(attrs["s"]), p=int(attrs["p"]),
                        input_size=tuple(int(v) for v in attrs["input_size"]),
                        bin_sizes=tuple(int(v) for v in attrs["bin_sizes"]),

@@ -65,6 +65,7 @@ def inspect_cache(path: Path, key: Optional[str] = None, png: Optional[Path] = N
     lines = [f"{path}: teacher {meta.teacher!r} ({meta.label_kind} labels), schema {meta.schema_version}, "
              f"{n} samples, {size / max(n, 1):.0f} bytes/image "
              f"(b1 head: {3 * bins.num_bins(1) * 2} bytes/image as float16)",
+             f"  {meta.role or 'role not given'}",
              f"  ensemble s={meta.s} p={meta.p} A={meta.A}, input {meta.input_size[0]}x"
              f"{meta.input_size[1]}, heads {[bins.head_name(b) for b in meta.bin_sizes]}",
              f"  teacher sha256 {meta.teacher_sha256}", f"  manifest sha256 {meta.manifest_sha256}",

@@ -48,6 +48,7 @@ from .stage_metrics import write_stage_metrics
 class EnsembleLabelsConfig:
     """The ``ensemble_labels`` block: teacher "ensemble", the convolutional ensemble."""
     name: str = "ensemble"          # the teacher's name in the cache (attrs ``teacher``)
+    role: str = "stronger teacher: the convolutional ensemble of the stage-1 network (eq. 6)"   # attrs ``role``
     s: Positive = 5                 # ensemble stride (eq. 5)
     p: NonNegative = 15             # ensemble padding, a multiple of s (eq. 5)
     manifest: Annotated[Path, FromPaths("manifest")]
@@ -77,6 +78,7 @@ class BaseLabelsConfig(EnsembleLabelsConfig):
     p = 0: A = 1 window, the Base row of table 5). Its own stage and output, so relabelling
     one teacher never rewrites the other; it costs about 1/A of the ensemble's forward passes."""
     name: str = "base"
+    role: str = "weaker teacher: the stage-1 network on the box alone (one window)"
     s: Positive = 1
     p: NonNegative = 0
     out: Annotated[Path, FromPaths("teachers.base")]
@@ -212,7 +214,7 @@ def label_training_set(cfg: EnsembleLabelsConfig) -> Optional[Path]:
     if absent:
         raise LabelingError(f"ensemble_labels.heads: {cfg.checkpoint} has no head b{absent[0]} "
                             f"(its heads: {[bins.head_name(b) for b in model.bin_sizes]})")
-    meta = CacheMeta(teacher=cfg.name, teacher_sha256=checkpoint_sha256(cfg.checkpoint),
+    meta = CacheMeta(teacher=cfg.name, role=cfg.role, teacher_sha256=checkpoint_sha256(cfg.checkpoint),
                      manifest_sha256=file_sha256(cfg.manifest), samples_sha256=samples_sha256(samples),
                      s=cfg.s, p=cfg.p,
                      input_size=input_hw(model.input_size), bin_sizes=tuple(sorted(cfg.heads)))

@@ -138,7 +138,7 @@ def cache_provenance(cache: TeacherCache) -> dict:
     """What the student checkpoint records about one teacher's labels."""
     m = cache.meta
     return {"path": str(cache.path), "sha256": file_sha256(cache.path), "teacher": m.teacher,
-            "label_kind": m.label_kind, "teacher_sha256": m.teacher_sha256,
+            "role": m.role, "label_kind": m.label_kind, "teacher_sha256": m.teacher_sha256,
             "manifest_sha256": m.manifest_sha256, "s": m.s, "p": m.p, "A": m.A,
             "input_size": list(m.input_size), "bin_sizes": list(m.bin_sizes),
             "convention": m.convention, "code_version": m.code_version, "schema_version": m.schema_version}

@@ -59,6 +59,7 @@ def test_layout_dtypes_and_attrs(tmp_path):
         assert attrs["A"] == 25 and attrs["s"] == 2 and attrs["p"] == 4
         assert attrs["angle_order"] == "pitch,yaw,roll" and attrs["complete"]
         assert attrs["teacher"] == "ensemble" and attrs["label_kind"] == "rvc" and attrs["schema_version"] == 3
+        assert list(attrs)[:4] == ["schema_version", "teacher", "role", "label_kind"]
         assert not any("time" in k or "date" in k for k in attrs)
         assert list(f.attrs)[-1] == "complete"
     assert not (tmp_path / "t.h5.parts").exists() and not (tmp_path / "t.h5.partial").exists()

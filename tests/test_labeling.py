@@ -71,6 +71,29 @@ def test_stage_labels_training_samples(tmp_path):
     np.testing.assert_allclose(cache.probs(train[0].key, 3), direct["b3"][0].numpy(), atol=1e-3)
 
 
+def test_base_labels_stage_writes_the_single_crop_teacher_in_its_own_file(tmp_path):
+    from pipeline.data import PoseDataset
+    from pipeline.metrics import predict_dataset
+    samples, model = make_project(tmp_path)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["base_labels"] = {**params["ensemble_labels"], "out": str(tmp_path / "base.h5"), "heads": [1],
+                             "metrics": str(tmp_path / "base-metrics.json")}
+    for key in ("s", "p"):
+        del params["base_labels"][key]                       # the block's defaults: s = 1, p = 0
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    load_stage("ensemble-labels").run(tmp_path / "params.yaml", [])
+    ensemble_bytes = (tmp_path / "cache.h5").read_bytes()
+    load_stage("base-labels").run(tmp_path / "params.yaml", [])
+    assert (tmp_path / "cache.h5").read_bytes() == ensemble_bytes     # one teacher never rewrites the other
+    base = open_cache(tmp_path / "base.h5", Expect(teacher="base", s=1, p=0))
+    assert base.meta.A == 1 and base.meta.role.startswith("weaker teacher")
+    assert open_cache(tmp_path / "cache.h5", Expect(teacher="ensemble")).meta.role.startswith("stronger teacher")
+    train = sorted((s for s in samples if s.split == "train"), key=lambda s: s.key)
+    preds, _ = predict_dataset(model, PoseDataset(train, SIZE))        # the Base row's single crop
+    np.testing.assert_allclose(np.array([base.expected(s.key) for s in train]), preds["b1"], atol=0.05)
+    assert json.loads((tmp_path / "base-metrics.json").read_text())["A"] == 1
+
+
 def test_default_cache_is_lean_compressed_and_its_metrics_are_kept_when_current(tmp_path):
     samples, _ = make_project(tmp_path, n_train=4, n_test=0)
     params = tmp_path / "params.yaml"
