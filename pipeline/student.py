@@ -5,7 +5,7 @@
 Student = a network of the given backbone (:mod:`pipeline.backbones`) with ONE RvC head of bin size 1 (no regression head).
 Method (``distill.method.<name>``, :mod:`pipeline.teachers`): eq. 7 against one teacher's
 cached distribution (``kd``, the paper), ODKD's ordered primary-then-senior teachers
-(``odkd``), or KD-Loss with a tough and a tolerant teacher (``kd_loss``); targets are flipped /
+(``odkd``), or KD-Loss with a tough and a tolerant teacher (``kdloss``); targets are flipped /
 rotated with the crop (:mod:`pipeline.distill`); no teacher is ever run. Each cache read is
 checked against the manifest, the keys, the boxes, its teacher name and (if ``teacher`` is set)
 the teacher checkpoint. Training is
