@@ -290,7 +290,7 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
     bf16 = _all_ok(chosen == "bf16", ctx)
     meta = dataclasses.replace(meta, precision="bf16" if bf16 else "fp32")
     if rank == 0:
-        print("ensemble-labels: " + (why if bf16 or chosen == "fp32" else "fp32 (another rank failed the bf16 check)"))
+        print(f"{meta.teacher} labels: " + (why if bf16 or chosen == "fp32" else "fp32 (another rank failed the bf16 check)"))
     if not force and _is_current(Path(out_path), meta, [s.key for s in samples]):
         if rank == 0:
             print(f"{out_path}: complete and current (same teacher, samples, boxes, images, s, p, "
