@@ -10,8 +10,10 @@
    Box jitter (``box_shift``, ``box_scale``; off by default) moves and resizes the box before
    the crop. It is NOT in section 4.3: a convolutional-ensemble teacher (section 3.3) is
    evaluated on shifted boxes, and a network that never saw one degrades quickly off centre
-   (measured on the embedded data, issue 11), so the teacher may train on them. Students are
-   distilled on the exact box their cached targets were computed for, so they refuse it.
+   (measured on the embedded data, issue 11), so the teacher may train on them.
+   The three together are a :class:`View`. A student draws none of its own: it replays the
+   views its teacher cache was labelled on (:mod:`pipeline.views`), so its target is always
+   the teacher's answer on the crop it sees.
 2. Pose-preserving, Albumentations, in the paper's order, each group switchable:
    OneOf(HueSaturationValue, CLAHE, Equalize, Solarize) p=0.5; OneOf(ChannelShuffle,
    ChannelDropout) p=0.5; MedianBlur p=0.5; OneOf(RandomShadow, ISONoise) p=0.5;
@@ -58,17 +60,61 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
 
-def jitter_box(box, shift: float, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """``box`` (x1, y1, x2, y2) moved by U[-shift, shift] of its width / height and its sides
-    scaled by U[1 - scale, 1 + scale] about the moved centre. The pose label is unchanged: a
-    translated crop of the same head (the ensemble's windows, eq. 4, are such crops)."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    w, h = x2 - x1, y2 - y1
-    dx, dy = rng.uniform(-shift, shift, size=2) * (w, h) if shift > 0 else (0.0, 0.0)
-    factor = rng.uniform(1 - scale, 1 + scale) if scale > 0 else 1.0
-    cx, cy = (x1 + x2) / 2 + dx, (y1 + y2) / 2 + dy
-    half_w, half_h = w * factor / 2, h * factor / 2
-    return np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+@dataclass(frozen=True)
+class View:
+    """The pose-changing part of one augmentation, in the order the crop warp applies it: the
+    box moved by ``shift`` (fractions of its width and height) and its sides scaled by
+    ``scale`` about the moved centre; the image rotated by ``angle_ccw`` degrees about the box
+    centre; the crop mirrored if ``flip``. The identity view is the plain crop of the box.
+    A teacher cache stores one row of :data:`VIEW_COLUMNS` per view (:mod:`pipeline.views`)."""
+    flip: bool = False
+    angle_ccw: float = 0.0
+    shift: tuple[float, float] = (0.0, 0.0)
+    scale: float = 1.0
+
+    def box(self, box) -> np.ndarray:
+        """The box this view crops. Jitter does not change the pose label: a translated crop of
+        the same head (the ensemble's windows, eq. 5, are such crops)."""
+        x1, y1, x2, y2 = (float(v) for v in box)
+        if self.shift == (0.0, 0.0) and self.scale == 1.0:
+            return np.array([x1, y1, x2, y2])   # exactly the box (no rounding through the centre)
+        w, h = x2 - x1, y2 - y1
+        cx, cy = (x1 + x2) / 2 + self.shift[0] * w, (y1 + y2) / 2 + self.shift[1] * h
+        half_w, half_h = w * self.scale / 2, h * self.scale / 2
+        return np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+
+    def crop(self, image: np.ndarray, box, out_h: int, out_w: int, pad: int = 0) -> np.ndarray:
+        """The view's crop (grown by ``pad`` output pixels: the ensemble's Z): one warp."""
+        return crop_box(image, self.box(box), out_h, out_w, pad=pad, angle_ccw=self.angle_ccw, flip=self.flip)
+
+    def pose(self, pose) -> np.ndarray:
+        """The label of the view's crop: rotated in-plane, then mirrored (the image's order)."""
+        out = np.asarray(pose, dtype=np.float64)
+        if self.angle_ccw:
+            out = rotate_pose_in_plane(out, self.angle_ccw)
+        return flip_pose(out) if self.flip else out
+
+    def row(self) -> tuple[float, ...]:
+        return (float(self.flip), self.angle_ccw, *self.shift, self.scale)
+
+    @classmethod
+    def from_row(cls, row) -> "View":
+        flip, angle, shift_x, shift_y, scale = (float(v) for v in row)
+        return cls(flip=bool(flip), angle_ccw=angle, shift=(shift_x, shift_y), scale=scale)
+
+
+VIEW_COLUMNS = ("flip", "angle_ccw", "shift_x", "shift_y", "scale")   # View.row()
+
+
+def draw_view(rng: np.random.Generator, flip: bool, rotate: float, box_shift: float, box_scale: float) -> View:
+    """A random view: mirrored with p = 0.5, rotated by U[-rotate, rotate], the box moved by
+    U[-box_shift, box_shift] of its sides and scaled by U[1 - box_scale, 1 + box_scale]; a
+    setting of 0 (False) draws nothing from ``rng``."""
+    mirrored = bool(flip and rng.random() < 0.5)
+    angle = float(rng.uniform(-rotate, rotate)) if rotate > 0 else 0.0
+    shift = tuple(float(v) for v in rng.uniform(-box_shift, box_shift, size=2)) if box_shift > 0 else (0.0, 0.0)
+    scale = float(rng.uniform(1 - box_scale, 1 + box_scale)) if box_scale > 0 else 1.0
+    return View(mirrored, angle, shift, scale)
 
 
 def pose_preserving_chain(cfg: AugmentConfig) -> Optional[A.Compose]:
@@ -90,17 +136,16 @@ def pose_preserving_chain(cfg: AugmentConfig) -> Optional[A.Compose]:
 
 @dataclass(frozen=True)
 class Augmented:
-    """One augmented crop, its corrected pose and the pose-changing steps taken (rotation by
-    ``angle_ccw`` degrees first, then the mirror if ``flip``), for labels that must follow."""
+    """One augmented crop, its corrected pose and the view it was cut with (the pose-changing
+    steps, for labels that must follow)."""
     crop: np.ndarray
     pose: np.ndarray
-    flip: bool
-    angle_ccw: float
+    view: View
 
 
 class Augmenter:
     """(image, box, pose, rng) -> (size x size RGB crop, corrected pose);
-    :meth:`apply` also reports the flip and the rotation angle."""
+    :meth:`apply` also reports the view."""
 
     def __init__(self, cfg: AugmentConfig, size: int):
         self.cfg = cfg
@@ -111,21 +156,17 @@ class Augmenter:
         out = self.apply(image, box, pose, rng)
         return out.crop, out.pose
 
-    def apply(self, image: np.ndarray, box, pose, rng: np.random.Generator) -> Augmented:
-        flip = bool(self.cfg.flip and rng.random() < 0.5)
-        angle = float(rng.uniform(-self.cfg.rotate, self.cfg.rotate)) if self.cfg.rotate > 0 else 0.0
-        if self.cfg.box_shift > 0 or self.cfg.box_scale > 0:
-            box = jitter_box(box, self.cfg.box_shift, self.cfg.box_scale, rng)
-        crop = crop_box(image, box, self.size, self.size, angle_ccw=angle, flip=flip)
-        new_pose = np.asarray(pose, dtype=np.float64)
-        if angle:
-            new_pose = rotate_pose_in_plane(new_pose, angle)
-        if flip:
-            new_pose = flip_pose(new_pose)
+    def apply(self, image: np.ndarray, box, pose, rng: np.random.Generator,
+              view: Optional[View] = None) -> Augmented:
+        """Cut ``view`` (a replayed one; default: drawn from ``rng`` by the config's pose-changing
+        settings), then the pose-preserving chain seeded from ``rng``."""
+        if view is None:
+            view = draw_view(rng, self.cfg.flip, self.cfg.rotate, self.cfg.box_shift, self.cfg.box_scale)
+        crop = view.crop(image, box, self.size, self.size)
         if self.chain is not None:
             self.chain.set_random_seed(int(rng.integers(2 ** 31)))
             crop = self.chain(image=crop)["image"]
-        return Augmented(crop, new_pose, flip, angle)
+        return Augmented(crop, view.pose(pose), view)
 
 
 def augmentation_grid(samples: Sequence[Sample], cfg: AugmentConfig, size: int, seed: int,

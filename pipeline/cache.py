@@ -6,21 +6,26 @@ network's single crop (``cache/base-labels.h5``, stage ``base-labels``; s = 1, p
 A student reads any set of them (:mod:`pipeline.teachers`). Layout of each::
 
     /keys              (N,) bytes (UTF-8), sorted; row i belongs to keys[i]
-    /heads/bK/prob     (N, 3, q) float16   eq. 6: mean softmax of the ensemble, per angle; the
-                                           heads of ``ensemble_labels.heads`` (default b1 only:
-                                           what a student reads, < 1 KB per image)
+    /views             (N, R, 5) float32   the R views of each image (:mod:`pipeline.views`),
+                                           columns named in its attribute ``columns`` (flip,
+                                           angle_ccw, shift_x, shift_y, scale); view 0: the plain crop
+    /heads/bK/prob     (N, R, 3, q) float16  eq. 6 on each view: mean softmax of the ensemble,
+                                           per angle; the heads of ``ensemble_labels.heads``
+                                           (default b1 only: what a student reads, < 1 KB per view)
     /heads/bK/centres  (q,) float64        bin centres of the head (pipeline.bins)
-    /expected          (N, 3) float32      eq. 2 on the fp32 ensemble distribution of the
-                                           smallest-bin head (b1 for the teacher)
-    /boxes             (N, 4) float32      the box the teacher saw (x1, y1, x2, y2)
+    /expected          (N, R, 3) float32   eq. 2 on the fp32 ensemble distribution of the
+                                           smallest-bin head (b1 for the teacher), per view
+    /boxes             (N, 4) float32      the box the views are cut from (x1, y1, x2, y2)
     attrs              schema_version, teacher (its name: ensemble, base), role (what it is),
                        label_kind
                        ("rvc": RvC distributions, and their angles in /expected),
                        teacher_sha256, manifest_sha256, samples_sha256, s, p, A,
-                       input_size, bin_sizes, precision, angle_order, convention,
+                       input_size, bin_sizes, views (R), views_config (the ``views``
+                       block, JSON), precision, angle_order, convention,
                        code_version, complete (last)
 
-Every dataset is stored in chunks of CHUNK_ROWS rows with HDF5's fletcher32 checksum (the
+Every dataset is stored in chunks of CHUNK_ROWS rows (the distributions: of one view each, so
+a student's read of one view decompresses no other) with HDF5's fletcher32 checksum (the
 distributions also byte-shuffled and gzip-compressed), so a
 flipped byte is an error on read, never a silent wrong label; rows are checked to be
 probability distributions when read (:func:`check_distributions`), and
@@ -29,8 +34,9 @@ probability distributions when read (:func:`check_distributions`), and
 Writing (:class:`CacheBuilder`): chunks of rows are labelled into ``<name>.h5.parts/part-K.npz``
 (each written atomically), so a killed job resumes from its last finished chunk. Parts are
 reused only by a job with the same identity (every provenance attribute: teacher, samples with
-their boxes and image bytes, s, p, input size, precision; the keys; the chunk size). The parts
-are merged into ``<name>.h5.partial`` which is renamed when complete. The merge is a pure
+their boxes and image bytes, s, p, input size, views, precision; the keys; the chunk size). The
+parts are merged into one HDF5 image in memory, written beside the file and renamed when
+complete (:func:`pipeline.files.atomic_write_bytes`). The merge is a pure
 function of the parts (fixed layout and chunking, no timestamps, pinned libver), so the same inputs give the same bytes, whether labelled in one process, resumed,
 or sharded over ranks. A ``<name>.h5.lock`` (flock) refuses a second writer.
 
@@ -53,18 +59,22 @@ import h5py
 import numpy as np
 
 from . import __version__, bins
+from .augment import VIEW_COLUMNS
 from .ensemble import num_windows
 from .errors import PipelineError
-from .files import atomic_path, atomic_write_bytes
+from .files import atomic_write_bytes
 from .pose import ANGLE_NAMES, CONVENTION
+from .views import VIEW_DTYPE
 
-SCHEMA_VERSION = 3           # 3: the teacher's name and label kind (several teachers, issue 15)
+SCHEMA_VERSION = 4           # 3: teacher name, label kind (issue 15); 4: R views per image (issue 23)
 CHUNK_ROWS = 256             # rows per HDF5 chunk (and per fletcher32 checksum)
 SUM_TOLERANCE = 0.02         # |sum - 1| allowed of a stored float16 distribution row
 LIBVER = ("v110", "v110")
 PROB_DTYPE = np.float16
 GZIP_LEVEL = 4
 RERUN = "re-run its labelling stage (ensemble-labels, base-labels)"
+RELABEL = ("relabel it with this version: `dvc repro` (or `pipeline run-stage ensemble-labels` / "
+           "`pipeline run-stage base-labels`, with `--set ensemble_labels.force=true` to overwrite)")
 LABEL_KINDS = ("rvc",)       # what a labelling stage writes; a reader refuses any other kind
 
 
@@ -82,6 +92,8 @@ class CacheMeta:
     input_size: tuple[int, int]
     bin_sizes: tuple[int, ...]
     samples_sha256: str = ""        # keys, boxes and image bytes labelled (pipeline.data.samples_sha256)
+    views: int = 1                  # R views per image (pipeline.views)
+    views_config: str = ""          # the ``views`` block they were drawn by (ViewsConfig.describe())
     teacher: str = "ensemble"       # the teacher's name (paths.teachers): ensemble | base | ...
     role: str = ""                  # what the teacher is, in words (the labelling block's `role`)
     label_kind: str = "rvc"         # RvC distributions per head (/heads) and their angles (/expected)
@@ -106,7 +118,9 @@ class CacheMeta:
                 "manifest_sha256": self.manifest_sha256, "samples_sha256": self.samples_sha256,
                 "s": self.s, "p": self.p, "A": self.A,
                 "input_size": np.array(self.input_size, dtype=np.int64),
-                "bin_sizes": np.array(self.bin_sizes, dtype=np.int64), "precision": self.precision,
+                "bin_sizes": np.array(self.bin_sizes, dtype=np.int64), "views": self.views,
+                "views_config": self.views_config,
+                "precision": self.precision,
                 "angle_order": self.angle_order, "convention": self.convention,
                 "code_version": self.code_version}
 
@@ -121,6 +135,7 @@ class CacheMeta:
                        s=int(attrs["s"]), p=int(attrs["p"]),
                        input_size=tuple(int(v) for v in attrs["input_size"]),
                        bin_sizes=tuple(int(v) for v in attrs["bin_sizes"]),
+                       views=int(attrs["views"]), views_config=str(attrs["views_config"]),
                        precision=str(attrs["precision"]),
                        angle_order=str(attrs["angle_order"]), convention=str(attrs["convention"]),
                        code_version=str(attrs["code_version"]),
@@ -232,8 +247,9 @@ class CacheBuilder:
 
     def read_part(self, index: int) -> dict[str, np.ndarray]:
         path = self.part_path(index)
-        n, shapes = len(self.chunk_keys(index)), {"boxes": (4,), "expected": (3,)}
-        shapes.update({f"prob_{bins.head_name(b)}": (3, bins.num_bins(b)) for b in self.meta.bin_sizes})
+        n, r = len(self.chunk_keys(index)), self.meta.views
+        shapes = {"boxes": (4,), "views": (r, len(VIEW_COLUMNS)), "expected": (r, 3)}
+        shapes.update({f"prob_{bins.head_name(b)}": (r, 3, bins.num_bins(b)) for b in self.meta.bin_sizes})
         try:
             with np.load(path, allow_pickle=False) as data:
                 part = {k: data[k] for k in data.files}
@@ -246,20 +262,22 @@ class CacheBuilder:
                              f"{shapes}; delete it and rerun to label its chunk again")
         return part
 
-    def write_part(self, index: int, boxes: np.ndarray, probs: Mapping[str, np.ndarray]) -> None:
-        """Store one finished chunk: ``probs[head]`` (n, 3, q) float32 ensemble distributions."""
-        n = len(self.chunk_keys(index))
-        boxes = np.asarray(boxes, dtype=np.float32)
-        if boxes.shape != (n, 4):
-            raise CacheError(f"{self.path}: chunk {index}: boxes shape {boxes.shape} != {(n, 4)}")
-        arrays = {"boxes": boxes}
+    def write_part(self, index: int, boxes: np.ndarray, views: np.ndarray,
+                   probs: Mapping[str, np.ndarray]) -> None:
+        """Store one finished chunk: ``views`` (n, R, 5) the views labelled, ``probs[head]``
+        (n, R, 3, q) float32 ensemble distributions of each view."""
+        n, r = len(self.chunk_keys(index)), self.meta.views
+        arrays = {"boxes": np.asarray(boxes, dtype=np.float32), "views": np.asarray(views, dtype=VIEW_DTYPE)}
+        want = {"boxes": (n, 4), "views": (n, r, len(VIEW_COLUMNS))}
         for b in self.meta.bin_sizes:
             head = bins.head_name(b)
-            prob = np.asarray(probs[head], dtype=np.float32)
-            if prob.shape != (n, 3, bins.num_bins(b)):
-                raise CacheError(f"{self.path}: chunk {index}: {head} shape {prob.shape} "
-                                 f"!= {(n, 3, bins.num_bins(b))}")
-            arrays[f"prob_{head}"] = prob.astype(PROB_DTYPE)
+            arrays[f"prob_{head}"] = np.asarray(probs[head], dtype=np.float32)
+            want[f"prob_{head}"] = (n, r, 3, bins.num_bins(b))
+        for name, shape in want.items():
+            if arrays[name].shape != shape:
+                raise CacheError(f"{self.path}: chunk {index}: {name} shape {arrays[name].shape} != {shape}")
+        for b in self.meta.bin_sizes:
+            arrays[f"prob_{bins.head_name(b)}"] = arrays[f"prob_{bins.head_name(b)}"].astype(PROB_DTYPE)
         b = self.meta.expected_bin_size
         # eq. 2 on the full-precision ensemble distribution
         arrays["expected"] = bins.expected_angle(probs[bins.head_name(b)], b).astype(np.float32)
@@ -273,43 +291,52 @@ class CacheBuilder:
                              f"yet (e.g. {missing[:3]})")
         parts = [self.read_part(i) for i in range(self.num_chunks)]
         merged = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
-        write_cache(self.path, self.meta, self.keys, merged["boxes"], merged["expected"],
+        write_cache(self.path, self.meta, self.keys, merged["boxes"], merged["views"], merged["expected"],
                     {bins.head_name(b): merged[f"prob_{bins.head_name(b)}"]
                      for b in self.meta.bin_sizes})
         shutil.rmtree(self.work_dir)
         return self.path
 
 
-def write_cache(path: str | Path, meta: CacheMeta, keys: Sequence[str], boxes: np.ndarray,
+def write_cache(path: str | Path, meta: CacheMeta, keys: Sequence[str], boxes: np.ndarray, views: np.ndarray,
                 expected: np.ndarray, probs: Mapping[str, np.ndarray], compress: bool = True) -> None:
-    """Write the whole file beside ``path`` then rename; ``complete`` is written last. A failed
-    write (disk full) leaves nothing behind and raises a WriteError naming ``path``.
+    """Write the whole file (built in memory) beside ``path`` then rename; ``complete`` is
+    written last. A failed write (disk full) leaves nothing behind and raises a WriteError
+    naming ``path``.
     ``compress=False``: the distributions uncompressed (the benchmark's comparison)."""
     encoded = [k.encode("utf-8") for k in keys]
     width = max((len(k) for k in encoded), default=1)
 
-    def dataset(parent, name, data, compress=False):
+    def dataset(parent, name, data, compress=False, per_view=False):
         data = np.asarray(data)
         chunks = (min(CHUNK_ROWS, max(len(data), 1)), *data.shape[1:])
+        if per_view:   # (N, R, 3, q): a chunk holds one view of CHUNK_ROWS images
+            chunks = (chunks[0], 1, *chunks[2:])
         # the distributions: byte shuffle + gzip per chunk (-20 % bytes; a random-row read costs
         # about twice as long, still tens of microseconds: `pipeline bench labeling`); zlib
         # output is a pure function of its input
         filters = dict(compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True) if compress else {}
         parent.create_dataset(name, data=data, chunks=chunks, fletcher32=True, **filters)
 
-    with atomic_path(path, suffix=".partial") as partial:
-        with h5py.File(partial, "w", libver=LIBVER, track_order=True) as f:
-            dataset(f, "keys", np.array(encoded, dtype=f"S{width}"))
-            heads = f.create_group("heads", track_order=True)
-            for b in meta.bin_sizes:
-                group = heads.create_group(bins.head_name(b), track_order=True)
-                dataset(group, "prob", np.asarray(probs[bins.head_name(b)], PROB_DTYPE), compress=compress)
-                dataset(group, "centres", bins.centres(b))
-            dataset(f, "expected", np.asarray(expected, np.float32))
-            dataset(f, "boxes", np.asarray(boxes, np.float32))
-            for name, value in meta.attrs().items():
-                f.attrs[name] = value
-            f.attrs["complete"] = True
+    # built in memory, then written by the project's atomic writer: HDF5 never meets a full disk
+    # (a failed flush inside HDF5 leaves the library with an open file that crashes Python at exit)
+    buf = io.BytesIO()
+    with h5py.File(buf, "w", libver=LIBVER, track_order=True) as f:
+        dataset(f, "keys", np.array(encoded, dtype=f"S{width}"))
+        dataset(f, "views", np.asarray(views, VIEW_DTYPE))
+        f["views"].attrs["columns"] = ",".join(VIEW_COLUMNS)
+        heads = f.create_group("heads", track_order=True)
+        for b in meta.bin_sizes:
+            group = heads.create_group(bins.head_name(b), track_order=True)
+            dataset(group, "prob", np.asarray(probs[bins.head_name(b)], PROB_DTYPE), compress=compress,
+                    per_view=True)
+            dataset(group, "centres", bins.centres(b))
+        dataset(f, "expected", np.asarray(expected, np.float32))
+        dataset(f, "boxes", np.asarray(boxes, np.float32))
+        for name, value in meta.attrs().items():
+            f.attrs[name] = value
+        f.attrs["complete"] = True
+    atomic_write_bytes(path, buf.getvalue())
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -329,17 +356,18 @@ class Expect:
 
 
 def check_distributions(prob: np.ndarray, where: str, first_row: int = 0) -> None:
-    """``prob`` (n, 3, q): every row finite, non-negative and summing to 1 (within
-    SUM_TOLERANCE, for float16 storage); otherwise a CacheError naming ``where`` and the row."""
+    """``prob`` (n, R, 3, q): every distribution finite, non-negative and summing to 1 (within
+    SUM_TOLERANCE, for float16 storage); otherwise a CacheError naming ``where``, the row and
+    the view."""
     prob = np.asarray(prob, dtype=np.float32)
     sums = prob.sum(axis=-1)
     bad = ~np.isfinite(prob).all(axis=-1) | (prob < 0).any(axis=-1) | (np.abs(sums - 1) > SUM_TOLERANCE)
-    rows = np.flatnonzero(bad.any(axis=-1))
-    if len(rows):
-        r = rows[0]
-        raise CacheError(f"{where}: {len(rows)} rows are not probability distributions, e.g. row "
-                         f"{first_row + r} (sums {np.round(sums[r], 4).tolist()}); the file is "
-                         "damaged: " + RERUN)
+    found = np.argwhere(bad.any(axis=-1))
+    if len(found):
+        r, v = found[0]
+        raise CacheError(f"{where}: {len(found)} views are not probability distributions, e.g. row "
+                         f"{first_row + r} view {v} (sums {np.round(sums[r, v], 4).tolist()}); the file "
+                         "is damaged: " + RERUN)
 
 
 class TeacherCache:
@@ -391,20 +419,31 @@ class TeacherCache:
         except OSError as exc:
             raise CacheError(f"{self.path}: /{name} is damaged ({exc}); " + RERUN) from None
 
-    def probs(self, key: str, bin_size: int = 1) -> np.ndarray:
-        """(3, q) float32 ensemble distribution of one sample for the head ``bK`` (checked)."""
+    def probs(self, key: str, bin_size: int = 1, view: int = 0) -> np.ndarray:
+        """(3, q) float32 ensemble distribution of one view of a sample for the head ``bK`` (checked)."""
         head = bins.head_name(bin_size)
         if bin_size not in self.meta.bin_sizes:
             raise CacheError(f"{self.path}: no head {head} (has {self.meta.bin_sizes})")
-        prob = self._read(f"heads/{head}/prob", self.row(key)).astype(np.float32)
-        check_distributions(prob[None], f"{self.path}: heads/{head}/prob, key {key!r}", self.row(key))
+        row = self.row(key)
+        prob = self._read(f"heads/{head}/prob", (row, self._view(view))).astype(np.float32)
+        check_distributions(prob[None, None], f"{self.path}: heads/{head}/prob, key {key!r} view {view}", row)
         return prob
 
-    def expected(self, key: str) -> np.ndarray:
-        return self._read("expected", self.row(key))
+    def expected(self, key: str, view: int = 0) -> np.ndarray:
+        """(3,) the teacher's angles (eq. 2) on one view of a sample."""
+        return self._read("expected", (self.row(key), self._view(view)))
 
     def box(self, key: str) -> np.ndarray:
         return self._read("boxes", self.row(key))
+
+    def views(self, rows=slice(None)) -> np.ndarray:
+        """(n, R, 5) view parameters (columns :data:`pipeline.augment.VIEW_COLUMNS`)."""
+        return self._read("views", rows)
+
+    def _view(self, view: int) -> int:
+        if not 0 <= view < self.meta.views:
+            raise CacheError(f"{self.path}: no view {view} (the cache has {self.meta.views} per image)")
+        return view
 
     def verify(self, bin_sizes: Optional[Sequence[int]] = None) -> None:
         """Read every row of the heads (all, or ``bin_sizes``), /expected and /boxes, chunk by
@@ -414,10 +453,10 @@ class TeacherCache:
             name = f"heads/{bins.head_name(b)}/prob"
             for lo in range(0, n, CHUNK_ROWS):
                 check_distributions(self._read(name, slice(lo, lo + CHUNK_ROWS)), f"{self.path}: {name}", lo)
-        for name in ("expected", "boxes"):
+        for name in ("expected", "boxes", "views"):
             values = self._read(name)
             if not np.isfinite(values).all():
-                row = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
+                row = int(np.argwhere(~np.isfinite(values))[0][0])
                 raise CacheError(f"{self.path}: /{name} row {row} is not finite; " + RERUN)
 
     def close(self) -> None:
@@ -447,17 +486,25 @@ def open_cache(path: str | Path, expect: Optional[Expect] = None) -> TeacherCach
                 raise CacheError(f"{path}: incomplete cache file (no 'complete' attribute)")
             version = int(f.attrs.get("schema_version", -1))
             if version != SCHEMA_VERSION:
-                raise _mismatch(path, "schema_version", version, SCHEMA_VERSION)
+                older = " (one view per image, before issue 23)" if version == 3 else ""
+                raise CacheError(f"{path}: cache schema {version}{older}; this version reads schema "
+                                 f"{SCHEMA_VERSION} (R views per image): " + RELABEL)
             meta = CacheMeta.from_attrs(f.attrs, str(path))
             keys = [k.decode("utf-8") for k in f["keys"][()]]
+            n, r = len(keys), meta.views
+            columns = f["views"].attrs.get("columns")
+            if columns != ",".join(VIEW_COLUMNS) or f["views"].shape != (n, r, len(VIEW_COLUMNS)):
+                raise CacheError(f"{path}: /views has shape {f['views'].shape} and columns {columns!r}, "
+                                 f"expected {(n, r, len(VIEW_COLUMNS))} and {','.join(VIEW_COLUMNS)!r}")
             for b in meta.bin_sizes:
                 name = f"heads/{bins.head_name(b)}"
                 if name not in f:
                     raise CacheError(f"{path}: attrs list bin size {b} but {name} is missing")
                 if not np.array_equal(f[f"{name}/centres"][()], bins.centres(b)):
                     raise _mismatch(path, f"{name}/centres", "other bins", "pipeline.bins")
-                if f[f"{name}/prob"].shape != (len(keys), 3, bins.num_bins(b)):
-                    raise CacheError(f"{path}: {name}/prob has shape {f[f'{name}/prob'].shape}")
+                if f[f"{name}/prob"].shape != (n, r, 3, bins.num_bins(b)):
+                    raise CacheError(f"{path}: {name}/prob has shape {f[f'{name}/prob'].shape}, "
+                                     f"expected {(n, r, 3, bins.num_bins(b))}")
     except OSError as exc:
         raise CacheError(f"{path}: not a readable HDF5 file ({exc})") from None
     if keys != sorted(keys):

@@ -106,6 +106,17 @@ class FromPaths:
     name: str
 
 
+@dataclasses.dataclass(frozen=True)
+class FromBlock:
+    """Marker of a key whose value, when its block does not set it, is the params file's
+    top-level block ``name``: settings that several stages must share (the ``views`` that every
+    teacher labels and every student replays), written once."""
+    name: str
+
+
+SHARED_BLOCKS = ("paths", "views")   # top-level blocks that are no stage's own
+
+
 def _paths_value(paths: dict, name: str):
     """``paths.<name>`` with a dotted name read into nested mappings; KeyError if absent."""
     value = paths
@@ -116,13 +127,26 @@ def _paths_value(paths: dict, name: str):
     return value
 
 
-def fill_from_paths(cls, data: Any, paths: dict, where: str) -> Any:
+def fill_shared(cls, data: Any, params: dict, where: str) -> Any:
+    """``data`` (a block of ``params``) with the keys it does not set taken from the shared
+    blocks: :class:`FromPaths` keys from ``paths``, :class:`FromBlock` keys from their block."""
     if not isinstance(data, dict):
         return data
+    paths = params.get("paths") or {}
+    if not isinstance(paths, dict):
+        raise ConfigError("paths: expected a mapping of names to paths")
     filled = dict(data)
     for name, tp in _hints(cls).items():
-        marker = next((m for m in getattr(tp, "__metadata__", ()) if isinstance(m, FromPaths)), None)
-        if marker is None or name in filled:
+        if name in filled:
+            continue
+        markers = getattr(tp, "__metadata__", ())
+        shared = next((m for m in markers if isinstance(m, FromBlock)), None)
+        if shared is not None:
+            if shared.name in params:   # else the key's default (or "required key is missing")
+                filled[name] = params[shared.name]
+            continue
+        marker = next((m for m in markers if isinstance(m, FromPaths)), None)
+        if marker is None:
             continue
         base = typing.get_args(tp)[0]
         try:
@@ -360,10 +384,7 @@ def stage_config(block: str, cls, params_path: str | Path = DEFAULT_PARAMS,
     params = apply_overrides(load_params(params_path), overrides)
     if block not in params:
         raise ConfigError(f"{params_path}: no '{block}' block (stages: {', '.join(params)})")
-    paths = params.get("paths") or {}
-    if not isinstance(paths, dict):
-        raise ConfigError(f"{params_path}: paths: expected a mapping of names to paths")
-    return parse_block(cls, fill_from_paths(cls, params[block], paths, block), block)
+    return parse_block(cls, fill_shared(cls, params[block], params, block), block)
 
 
 def as_dict(config) -> dict:

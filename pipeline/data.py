@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .augment import AugmentConfig, Augmented, Augmenter, sample_rng
+from .augment import AugmentConfig, Augmented, Augmenter, View, sample_rng
 from .boxes import apply_boxes, read_boxes
-from .image import check_box, crop_box, load_rgb, to_tensor
+from .image import check_box, load_rgb, to_tensor
 from .files import file_sha256
 from .manifest import ManifestError, Sample, read_manifest
 
@@ -95,15 +95,17 @@ class PoseDataset(Dataset):
     def poses(self) -> np.ndarray:
         return np.array([s.pose for s in self.samples], dtype=np.float64).reshape(-1, 3)
 
-    def view(self, item) -> tuple[int, Augmented]:
-        """(index, the crop with its pose and the pose-changing steps taken) of an item."""
+    def view(self, item, replay: Optional[View] = None) -> tuple[int, Augmented]:
+        """(index, the crop with its pose and the view it was cut with) of an item; ``replay``:
+        cut this view instead of drawing one (a student replaying its teacher cache)."""
         epoch, index = item if isinstance(item, tuple) else (0, item)
         sample = self.samples[index]
         image = load_rgb(sample.image)
         box = check_box(sample.box, image.shape[1], image.shape[0], where=f"{sample.key} ({sample.image})")
         if self.augmenter is None:
-            return index, Augmented(crop_box(image, box, self.size, self.size), np.asarray(sample.pose), False, 0.0)
-        return index, self.augmenter.apply(image, box, sample.pose, sample_rng(self.seed, epoch, index))
+            view = replay or View()
+            return index, Augmented(view.crop(image, box, self.size, self.size), view.pose(sample.pose), view)
+        return index, self.augmenter.apply(image, box, sample.pose, sample_rng(self.seed, epoch, index), replay)
 
     def __getitem__(self, item) -> dict:
         index, view = self.view(item)

@@ -4,13 +4,14 @@ the protocol for the rows of the paper's table 5:
 * Base: the stage-1 network's bin-1 head (one crop per image);
 * Ensemble: the convolutional ensemble of the same network at the ``ensemble_labels`` block's
   (s, p) (:func:`pipeline.labeling.ensemble_predictions`, as the ensemble grid computes it);
-* <METHOD>-<backbone> (KD-, ODKD-, KDLOSS-...): every student of ``distill.students`` for
+* <METHOD>-<backbone> (KD-, ODKD-, KDLOSS-, CE-...): every student of ``distill.students`` for
   every method of ``distill.methods``, the mean over its ``distill.seeds`` (each seed's
-  numbers under ``seeds``);
-* claims per test set: Ensemble < Base; every student row < Base and < Ensemble; every
-  multi-teacher row < every single-teacher row of the same backbone (ODKD-x < KD-x: does the
-  second teacher help?); each with a paired bootstrap interval over test images and seeds and
-  a verdict (:mod:`pipeline.stats`).
+  numbers under ``seeds``); CE is the hard-label control (no teacher, same views and schedule);
+* claims per test set: Ensemble < Base; every student row that reads a teacher < Base,
+  < Ensemble and < every control row of the same backbone (KD-x < CE-x: what do the teacher's
+  labels add?); every multi-teacher row < every single-teacher row of the same backbone
+  (ODKD-x < KD-x: does the second teacher help?); each with a paired bootstrap interval over
+  test images and seeds and a verdict (:mod:`pipeline.stats`).
 
 Models trained on another manifest, or students of another teacher, are refused before any
 compute (:func:`check_provenance`). Outs: ``results`` (JSON, deterministic: rounded, sorted, no
@@ -109,7 +110,7 @@ def check_provenance(cfg: EvaluateConfig, teacher_meta: dict, student_metas: dic
             raise ConfigError(f"{path}: trained on another manifest than {cfg.manifest} "
                               "(stale checkpoint: re-run its training stage)")
     for path, meta in student_metas.items():
-        caches = meta.get("teacher_caches") or {"?": {}}
+        caches = meta.get("teacher_caches", {"?": {}})   # {} for a hard-label control: no teacher
         if any(c.get("teacher_sha256") != teacher_sha for c in caches.values()):
             raise ConfigError(f"{path}: distilled from another teacher than {cfg.teacher} "
                               "(stale student: re-run the labelling stages and distill)")
@@ -122,11 +123,11 @@ def student_row(backbone: str, method: str) -> str:
 
 def claims(rows: dict[str, np.ndarray], truth: np.ndarray, names: np.ndarray,
            runs: dict[str, list[str]], resamples: int, level: float,
-           versus: Sequence[tuple[str, str]] = ()) -> dict:
+           versus: Sequence[tuple[str, str]] = (), controls: Sequence[str] = ()) -> dict:
     """The claims per test set, each a paired bootstrap over the test images and the student
-    seeds (:func:`pipeline.stats.compare`): Ensemble < Base, every student row < Base and
-    < Ensemble, and the pairs of student rows ``versus`` (multi- against single-teacher).
-    ``runs``: student row -> its per-seed prediction rows."""
+    seeds (:func:`pipeline.stats.compare`): Ensemble < Base, every student row but the
+    ``controls`` < Base and < Ensemble, and the pairs of student rows ``versus`` (against the
+    control, multi- against single-teacher). ``runs``: student row -> its per-seed prediction rows."""
     out = {}
     for dataset in sorted(set(names)):
         mask = names == dataset
@@ -134,7 +135,8 @@ def claims(rows: dict[str, np.ndarray], truth: np.ndarray, names: np.ndarray,
                   if row in ("Base", "Ensemble")}
         for kd, seeds in runs.items():
             errors[kd] = np.stack([per_image_error(rows[r][mask], truth[mask]) for r in seeds])
-        pairs = ([("Ensemble", "Base")] + [(kd, base) for kd in runs for base in ("Base", "Ensemble")]
+        pairs = ([("Ensemble", "Base")]
+                 + [(kd, base) for kd in runs if kd not in controls for base in ("Base", "Ensemble")]
                  + list(versus))
         # keyed by claim (not a list) so that `dvc metrics show` lists every interval and verdict
         out[dataset] = {f"{a} < {b}": compare(errors[a], errors[b], row=a, baseline=b, resamples=resamples,
@@ -144,10 +146,11 @@ def claims(rows: dict[str, np.ndarray], truth: np.ndarray, names: np.ndarray,
 
 @torch.no_grad()
 def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[Run, Path],
-                  single_teacher: Sequence[str] = ()) -> tuple[dict, bytes]:
+                  single_teacher: Sequence[str] = (), controls: Sequence[str] = ()) -> tuple[dict, bytes]:
     """(metrics dict, predictions CSV bytes) for Base, Ensemble and every student run
     (``students``: run -> checkpoint); ``single_teacher``: the methods with one teacher (each
-    multi-teacher row is compared with each of them, same backbone)."""
+    multi-teacher row is compared with each of them, same backbone); ``controls``: the
+    hard-label methods (every other row is compared with each of them, same backbone)."""
     protocol = read_protocol(cfg.prepare_report)   # before any compute: fail fast
     samples = load_samples(cfg.manifest, split="test", boxes=cfg.boxes, datasets=cfg.datasets)
     if not samples:
@@ -172,8 +175,11 @@ def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[Run, Path]
         runs.setdefault(student_row(run.backbone, run.method), []).append(name)
     backbones = dict.fromkeys(run.backbone for run in students)
     methods = dict.fromkeys(run.method for run in students)
-    versus = [(student_row(b, m), student_row(b, k)) for b in backbones for m in methods if m not in single_teacher
-              for k in methods if k in single_teacher]
+    taught = [m for m in methods if m not in controls]
+    versus = ([(student_row(b, m), student_row(b, c)) for b in backbones for m in taught for c in methods
+               if c in controls]
+              + [(student_row(b, m), student_row(b, k)) for b in backbones for m in taught
+                 if m not in single_teacher for k in methods if k in single_teacher])
     truth = poses_array(samples)
     names = np.array([x.dataset for x in samples])
     test, seeds = {}, {}
@@ -190,7 +196,8 @@ def evaluate_rows(cfg: EvaluateConfig, s: int, p: int, students: dict[Run, Path]
                "samples": {dataset: int((names == dataset).sum()) for dataset in sorted(set(names))},
                "test": test,
                "seeds": seeds,
-               "claims": claims(rows, truth, names, runs, cfg.bootstrap_resamples, cfg.confidence, versus)}
+               "claims": claims(rows, truth, names, runs, cfg.bootstrap_resamples, cfg.confidence, versus,
+                                [student_row(b, c) for b in backbones for c in methods if c in controls])}
     return metrics, predictions_csv([x.key for x in samples], names, rows)
 
 
@@ -200,7 +207,8 @@ def evaluate_models(cfg: EvaluateConfig, ensemble: EnsembleLabelsConfig, distill
     ``cfg.results``, ``cfg.metrics`` and ``cfg.predictions``; returns the results."""
     start = time.perf_counter()
     single = [m for m in distill.methods if distill.method[m].single_teacher]
-    metrics, predictions = evaluate_rows(cfg, ensemble.s, ensemble.p, distill.checkpoints(), single)
+    controls = [m for m in distill.methods if distill.method[m].control]
+    metrics, predictions = evaluate_rows(cfg, ensemble.s, ensemble.p, distill.checkpoints(), single, controls)
     atomic_write_bytes(cfg.predictions, predictions)
     write_json(cfg.results, metrics)
     write_stage_metrics(cfg.metrics, metrics, HEADLINE, time.perf_counter() - start)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Iterator, Literal, NamedTuple, Optional, Sequence
 
@@ -32,16 +32,18 @@ from tqdm import tqdm
 
 from . import bins, distributed
 from .cache import CacheBuilder, CacheError, CacheMeta, open_cache
-from .config import FromPaths, NonEmpty, NonNegative, Positive
+from .config import FromBlock, FromPaths, NonEmpty, NonNegative, Positive
 from .data import load_samples, samples_sha256
 from .distributed import DistContext, check_device
 from .errors import PipelineError
 from .ensemble import check_stride_padding, choose_precision, ensemble_distributions, input_hw
-from .image import ImageError, check_box, crop_box, load_rgb, to_tensor
+from .augment import View
+from .image import ImageError, check_box, load_rgb, to_tensor
 from .manifest import Sample
 from .files import file_sha256
 from .model import checkpoint_sha256, load_checkpoint
 from .stage_metrics import write_stage_metrics
+from .views import ViewsConfig, draw_views
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +66,8 @@ class EnsembleLabelsConfig:
     # moves no probability by more than 2e-3 against fp32 on the first 32 images; fp32 for comparison
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     heads: Annotated[tuple[Positive, ...], NonEmpty()] = (1,)   # RvC heads stored (students read b1)
+    # the R views labelled per image (the params file's `views` block, shared by every teacher and student)
+    views: Annotated[ViewsConfig, FromBlock("views")] = field(default_factory=ViewsConfig)
     metrics: Path = Path("metrics/ensemble-labels.json")        # images, precision, rate, bytes, wall time
     force: bool = False             # label even if `out` is complete and current (by hand: --set)
 
@@ -93,10 +97,15 @@ PRECISION_CHECK_IMAGES = 32   # bf16 must pass the 2e-3 check on all of them (th
 
 
 class ReceptiveFieldDataset(Dataset):
-    """Item i -> (i, Z tensor (3, h+2p, w+2p) ImageNet-normalised, error message or "")."""
+    """Item i -> (i, Z tensor (R, 3, h+2p, w+2p) ImageNet-normalised: the receptive field of
+    each view of sample i (``views`` (N, R, 5), :mod:`pipeline.views`; None: the plain crop,
+    R = 1), error message or "")."""
 
-    def __init__(self, samples: Sequence[Sample], h: int, w: int, p: int):
+    def __init__(self, samples: Sequence[Sample], h: int, w: int, p: int, views: Optional[np.ndarray] = None):
         self.samples, self.h, self.w, self.p = list(samples), h, w, p
+        if views is not None and len(views) != len(self.samples):
+            raise LabelingError(f"{len(views)} rows of views for {len(self.samples)} samples")
+        self.views = views
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -108,7 +117,8 @@ class ReceptiveFieldDataset(Dataset):
             box = check_box(sample.box, image.shape[1], image.shape[0], where=sample.key)
         except ImageError as exc:  # reported by the main process, not deep in a worker
             return i, None, f"{sample.key}: {exc}"
-        return i, to_tensor(crop_box(image, box, self.h, self.w, pad=self.p)), ""
+        views = [View()] if self.views is None else [View.from_row(row) for row in self.views[i]]
+        return i, torch.stack([to_tensor(v.crop(image, box, self.h, self.w, pad=self.p)) for v in views]), ""
 
 
 def collate_fields(items):
@@ -127,46 +137,51 @@ def index_batches(n: int, batch_size: int) -> list[list[int]]:
 
 
 def receptive_fields(samples: Sequence[Sample], hw: tuple[int, int], p: int,
-                     batches: Sequence[Sequence[int]], device: torch.device, num_workers: int = 0
-                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``(idx, Z on device)`` for every batch of ``batches``, Z decoded and warped in DataLoader
-    workers; a sample whose image cannot be decoded is a LabelingError naming it."""
+                     batches: Sequence[Sequence[int]], device: torch.device, num_workers: int = 0,
+                     views: Optional[np.ndarray] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(idx, Z on device)`` for every batch of ``batches``: Z (B R, 3, h + 2p, w + 2p), the R
+    views of each sample in turn (``views``: see :class:`ReceptiveFieldDataset`), decoded and
+    warped in DataLoader workers; a sample whose image cannot be decoded is a LabelingError
+    naming it."""
     h, w = hw
-    loader = DataLoader(ReceptiveFieldDataset(samples, h, w, p), batch_sampler=batches,
+    loader = DataLoader(ReceptiveFieldDataset(samples, h, w, p, views), batch_sampler=batches,
                         num_workers=num_workers, collate_fn=collate_fields,
                         pin_memory=device.type == "cuda", persistent_workers=False)
     for idx, z, errors in loader:
         if errors:
             raise LabelingError(f"{len(errors)} bad samples in a batch, e.g. {errors[0]}")
-        yield idx, z.to(device, non_blocking=True)
+        yield idx, z.flatten(0, 1).to(device, non_blocking=True)
 
 
 def ensemble_batches(model: torch.nn.Module, samples: Sequence[Sample], points: Sequence[Point],
                      bin_sizes: Sequence[int], batches: Sequence[Sequence[int]], hw: tuple[int, int],
                      device: torch.device, num_workers: int = 0, max_windows: int = 512,
-                     bf16: bool = False, channels_last: bool = False, desc: str = "", progress: bool = True
+                     bf16: bool = False, channels_last: bool = False, desc: str = "", progress: bool = True,
+                     views: Optional[np.ndarray] = None
                      ) -> Iterator[tuple[torch.Tensor, dict[Point, dict[str, torch.Tensor]]]]:
-    """The ensemble (eq. 6) of ``model`` (ready on ``device``, eval mode) over ``samples``.
+    """The ensemble (eq. 6) of ``model`` (ready on ``device``, eval mode) over the views of ``samples``.
 
     Yields, for every batch of ``batches`` (lists of indices into ``samples``), in order:
-    ``(idx, {(s, p): {"bK": (B, 3, q) float32 on device}})`` for each point and head of
-    ``bin_sizes``. Z is built once per image with the largest p of ``points`` (input ``hw``);
+    ``(idx, {(s, p): {"bK": (B, R, 3, q) float32 on device}})`` for each point and head of
+    ``bin_sizes``, R the views per sample (``views`` (N, R, 5), :mod:`pipeline.views`; None:
+    the plain crop, R = 1). Z is built once per view with the largest p of ``points`` (input ``hw``);
     the Z of a smaller p is its centre. A sample whose image cannot be decoded is a
     LabelingError naming it. ``bf16``: bf16 autocast (chosen and checked by the caller:
     :func:`pipeline.ensemble.choose_precision`); ``channels_last``: windows in the memory
     layout of a channels_last model (2x faster on CPU, measured)."""
     h, w = hw
     p_max = max(p for _, p in points)
+    r = 1 if views is None else views.shape[1]
     with tqdm(total=sum(len(b) for b in batches), unit="img", desc=desc,
               disable=not progress, dynamic_ncols=True) as bar:
-        for idx, z in receptive_fields(samples, hw, p_max, batches, device, num_workers):
+        for idx, z in receptive_fields(samples, hw, p_max, batches, device, num_workers, views):
             probs = {}
             for s, p in points:
                 centre = z[:, :, p_max - p:p_max + p + h, p_max - p:p_max + p + w]
-                probs[(s, p)] = ensemble_distributions(model, centre, s, p, bin_sizes,
-                                                       max_windows=max_windows,
-                                                       autocast_dtype=torch.bfloat16 if bf16 else None,
-                                                       channels_last=channels_last)
+                out = ensemble_distributions(model, centre, s, p, bin_sizes, max_windows=max_windows,
+                                             autocast_dtype=torch.bfloat16 if bf16 else None,
+                                             channels_last=channels_last)
+                probs[(s, p)] = {head: prob.unflatten(0, (-1, r)) for head, prob in out.items()}
             bar.update(len(idx))
             yield idx, probs
 
@@ -183,7 +198,7 @@ def ensemble_predictions(model, samples: Sequence[Sample], points: Sequence[Poin
                                        input_hw(model.input_size), device, num_workers, max_windows,
                                        desc=desc):
         for sp in points:
-            preds[sp][idx] = bins.expected_angle(probs[sp][head].double().cpu(), b)
+            preds[sp][idx] = bins.expected_angle(probs[sp][head][:, 0].double().cpu(), b)
     return {sp: pred.numpy() for sp, pred in preds.items()}
 
 
@@ -221,18 +236,19 @@ def label_training_set(cfg: EnsembleLabelsConfig) -> Optional[Path]:
     done = label_samples(samples, model, cfg.out, meta, batch_size=cfg.batch_size,
                          chunk_size=cfg.chunk_size, num_workers=cfg.num_workers,
                          device=cfg.device, precision=cfg.precision, max_windows=cfg.max_windows,
-                         force=cfg.force)
+                         force=cfg.force, views=cfg.views)
     if done.path is None:
         return None
     if done.labelled or not cfg.metrics.is_file():   # a cache kept as it was keeps its metrics
         rate = done.labelled / done.seconds if done.labelled and done.seconds else 0.0
         write_stage_metrics(cfg.metrics, {
-            "images": len(samples), "A": meta.A, "precision": done.precision,
+            "images": len(samples), "views": cfg.views.count, "A": meta.A, "precision": done.precision,
             "heads": ",".join(bins.head_name(b) for b in meta.bin_sizes),
             "bytes_per_image": round(done.path.stat().st_size / len(samples), 1),
-            "images_per_s": round(rate, 2), "windows_per_s": round(rate * meta.A, 1)}, ("*",), done.seconds)
-    print(f"{done.path}: teacher {cfg.name!r}, {len(samples)} training samples, A={meta.A} windows each, "
-          f"{done.precision}")
+            "images_per_s": round(rate, 2), "windows_per_s": round(rate * meta.A * cfg.views.count, 1)},
+            ("*",), done.seconds)
+    print(f"{done.path}: teacher {cfg.name!r}, {len(samples)} training samples, {cfg.views.count} views each, "
+          f"A={meta.A} windows per view, {done.precision}")
     return done.path
 
 
@@ -247,24 +263,26 @@ def _is_current(path: Path, meta: CacheMeta, keys: Sequence[str]) -> bool:
 
 
 def _first_fields(samples: Sequence[Sample], meta: CacheMeta, dev: torch.device) -> torch.Tensor:
-    """Z (B, 3, h + 2p, w + 2p) of the first PRECISION_CHECK_IMAGES samples (the precision check:
-    one image is not enough, bf16's error varies from image to image)."""
+    """Z (B, 3, h + 2p, w + 2p) of the plain crops of the first PRECISION_CHECK_IMAGES samples
+    (the precision check: one image is not enough, bf16's error varies from image to image)."""
     h, w = meta.input_size
     fields = ReceptiveFieldDataset(samples[:PRECISION_CHECK_IMAGES], h, w, meta.p)
     items = [fields[i] for i in range(len(fields))]
     errors = [error for _, _, error in items if error]
     if errors:
         raise LabelingError(errors[0])
-    return torch.stack([z for _, z, _ in items]).to(dev)
+    return torch.cat([z for _, z, _ in items]).to(dev)
 
 
 def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: str | Path,
                   meta: CacheMeta, batch_size: int = 16, chunk_size: int = 256,
                   num_workers: int = 0, device: str = "cpu", precision: str = "auto",
-                  max_windows: int = 512, progress: bool = True, force: bool = False) -> Labelled:
-    """Label every sample (sorted by key, each with a box) into the cache at ``out_path``;
+                  max_windows: int = 512, progress: bool = True, force: bool = False,
+                  views: ViewsConfig = ViewsConfig()) -> Labelled:
+    """Label every view (:func:`pipeline.views.draw_views` of ``views``) of every sample (sorted
+    by key, each with a box) into the cache at ``out_path``;
     unless ``force``, a complete cache at ``out_path`` with the same provenance (teacher,
-    manifest, samples with their boxes and image bytes, s, p, input size, precision, code
+    manifest, samples with their boxes and image bytes, s, p, input size, views, precision, code
     version) and keys is kept as it is, as DVC would (a stage run by hand).
 
     ``samples`` should come from :func:`pipeline.data.load_samples` (which checks that the
@@ -281,6 +299,8 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
     samples = sorted(samples, key=lambda s: s.key)
     if not samples:
         raise LabelingError(f"{out_path}: no samples to label")
+    meta = dataclasses.replace(meta, views=views.count, views_config=views.describe())
+    view_rows = draw_views(views, [s.key for s in samples])
     start = time.perf_counter()
     ctx = distributed.setup(device)
     rank, world, dev = ctx.rank, ctx.world_size, ctx.device
@@ -308,7 +328,7 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
     try:
         labelled = sum(len(builder.chunk_keys(c)) for c in builder.pending())   # by all ranks (counted before any starts)
         distributed.barrier(ctx)
-        _label_chunks(builder, samples, builder.pending(rank, world), model, dev, meta, batch_size,
+        _label_chunks(builder, samples, view_rows, builder.pending(rank, world), model, dev, meta, batch_size,
                       num_workers, bf16, max_windows, progress and rank == 0)
         distributed.barrier(ctx)
         path = builder.finish() if rank == 0 else None
@@ -318,7 +338,7 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
         distributed.barrier(ctx)
 
 
-def _label_chunks(builder: CacheBuilder, samples, pending, model, dev, meta, batch_size,
+def _label_chunks(builder: CacheBuilder, samples, view_rows, pending, model, dev, meta, batch_size,
                   num_workers, bf16, max_windows, show_progress) -> None:
     # batches never cross a chunk boundary, so a chunk is written as soon as it is done
     batches, chunk_of_batch = [], []
@@ -333,8 +353,8 @@ def _label_chunks(builder: CacheBuilder, samples, pending, model, dev, meta, bat
     for (idx, probs), chunk in zip(ensemble_batches(model, samples, [point], meta.bin_sizes, batches,
                                                     meta.input_size, dev, num_workers, max_windows,
                                                     bf16=bf16, channels_last=True,
-                                                    desc=f"ensemble A={meta.A} {meta.precision}",
-                                                    progress=show_progress), chunk_of_batch):
+                                                    desc=f"ensemble A={meta.A} x {meta.views} views {meta.precision}",
+                                                    progress=show_progress, views=view_rows), chunk_of_batch):
         if chunk != current:
             current, acc, done = chunk, {"idx": [], **{k: [] for k in heads}}, 0
         acc["idx"].append(idx.numpy())
@@ -344,4 +364,4 @@ def _label_chunks(builder: CacheBuilder, samples, pending, model, dev, meta, bat
         if done == len(builder.chunk_keys(chunk)):
             idx_all = np.concatenate(acc["idx"])
             boxes = np.array([samples[i].box for i in idx_all], dtype=np.float32)
-            builder.write_part(chunk, boxes, {k: np.concatenate(acc[k]) for k in heads})
+            builder.write_part(chunk, boxes, view_rows[idx_all], {k: np.concatenate(acc[k]) for k in heads})

@@ -53,6 +53,13 @@ def distillation_loss(outputs: dict[str, torch.Tensor], batch: dict, w_cls: floa
     return total, {"loss_ce": float(ce.detach()), "loss_kl": float(kl.detach())}
 
 
+def hard_label_loss(outputs: dict[str, torch.Tensor], batch: dict, head: str = "b1") -> tuple[torch.Tensor, dict]:
+    """The control of eq. 7: its ground-truth cross-entropy alone (no teacher), for the
+    student's single RvC head."""
+    ce = rvc_cross_entropy(outputs[head].float(), batch["pose"], int(head[1:]))
+    return ce, {"loss_ce": float(ce.detach())}
+
+
 def assistive_term(d: torch.Tensor, r: torch.Tensor, alpha: float, alpha_inner: float,
                    beta: float) -> torch.Tensor:
     """KD-Loss's assistive term a_T per coordinate, for the student's error ``d`` = |y_hat - y|

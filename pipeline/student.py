@@ -5,10 +5,11 @@
 Student = a network of the given backbone (:mod:`pipeline.backbones`) with ONE RvC head of bin size 1 (no regression head).
 Method (``distill.method.<name>``, :mod:`pipeline.teachers`): eq. 7 against one teacher's
 cached distribution (``kd``, the paper), ODKD's ordered primary-then-senior teachers
-(``odkd``), or KD-Loss with a tough and a tolerant teacher (``kdloss``); targets are flipped /
-rotated with the crop (:mod:`pipeline.distill`); no teacher is ever run. Each cache read is
-checked against the manifest, the keys, the boxes, its teacher name and (if ``teacher`` is set)
-the teacher checkpoint. Training is
+(``odkd``), KD-Loss with a tough and a tolerant teacher (``kdloss``), or the hard-label
+control (``ce``: eq. 7's ground-truth term alone, the same views and schedule). The student
+replays its caches' views, each target the teacher's answer on that view (:mod:`pipeline.distill`);
+no teacher is ever run. Each cache read is checked against the manifest, the keys, the boxes,
+the views, its teacher name and (if ``teacher`` is set) the teacher checkpoint. Training is
 :func:`pipeline.train.fit` (validation slice, resume, DVCLive, torchrun); the checkpoint meta
 records each cache's sha256 and attributes. Outs per run: ``<checkpoint_dir>/<run>.pt``,
 ``<state_dir>/<run>/``, ``<report_dir>/<run>.json`` (every number) and ``<metrics_dir>/<run>.json``
@@ -27,11 +28,11 @@ import torch
 from . import bins
 from .augment import AugmentConfig
 from .cache import TeacherCache
-from .config import FromPaths, ConfigError, NonEmpty, NonNegative, NonNegativeFloat, as_dict
+from .config import FromBlock, FromPaths, ConfigError, NonEmpty, NonNegative, NonNegativeFloat, as_dict
 from .data import PoseDataset, holdout_split, load_samples, samples_sha256
-from .distill import DistillDataset, RotationRule, open_student_cache
+from .distill import DistillDataset, open_student_cache
 from .distributed import barrier, setup, teardown
-from .losses import assistive_distillation_loss, distillation_loss
+from .losses import assistive_distillation_loss, distillation_loss, hard_label_loss
 from .files import file_sha256, write_json
 from .metrics import evaluate
 from .stage_metrics import write_stage_metrics
@@ -39,6 +40,7 @@ from .backbones import check_backbone
 from .model import build_model, checkpoint_meta, load_checkpoint, weights_fingerprint
 from .teachers import RUN_SEPARATOR, MethodConfig
 from .train import TRAINING_CODE_MODULES, TrainingStageConfig, fit
+from .views import ViewsConfig, draw_views
 
 STUDENT_BIN = 1
 
@@ -57,12 +59,10 @@ class DistillConfig(TrainingStageConfig):
     teachers: Annotated[dict[str, Path], FromPaths("teachers")]   # name -> teacher cache
     teacher: Annotated[Optional[Path], FromPaths("teacher")]   # checked against the caches; null: not checked
     w_cls: NonNegativeFloat = 0.05                 # eq. 7 weight of the ground-truth CE (loss kl)
-    # how the cached target follows a rotated crop; only used when augment.rotate > 0. Measured
-    # (`pipeline bench kd-rotation`, embedded data): the shifted target is further from the
-    # teacher's own answer on rotated crops than the unshifted one, so by default the KD stage
-    # does not rotate (targets exact up to the flip rule) and "none" is the better fallback.
-    teacher_rotation: RotationRule = "none"
-    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(rotate=0.0))
+    # the views replayed (the params file's `views` block: what every teacher cache was labelled on)
+    views: Annotated[ViewsConfig, FromBlock("views")] = field(default_factory=ViewsConfig)
+    # photometric only: the pose-changing augmentations are the views
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(flip=False, rotate=0.0))
     checkpoint_dir: Annotated[Path, FromPaths("students")]
     state_dir: Path = Path("checkpoints/students-state")
     report_dir: Path = Path("outputs/distill")
@@ -88,9 +88,11 @@ class DistillConfig(TrainingStageConfig):
         if self.seed is not None and self.seed not in self.seeds:
             raise ValueError(f"seed: {self.seed} is not one of seeds {list(self.seeds)} "
                              "(set distill.seeds; each run takes its seed from it)")
-        if self.augment.box_shift or self.augment.box_scale:
-            raise ValueError("augment.box_shift / box_scale: must be 0 for students: the cached "
-                             "teacher labels are for the exact box (pipeline/augment.py)")
+        a = self.augment
+        if a.flip or a.rotate or a.box_shift or a.box_scale:
+            raise ValueError("augment: flip, rotate, box_shift and box_scale must be off for students: "
+                             "their pose-changing augmentations are the views their teacher caches were "
+                             "labelled on (the `views` block, pipeline/views.py)")
 
     def runs(self) -> list[Run]:
         """(backbone, method, seed) of every student run, backbones first, then methods."""
@@ -140,7 +142,7 @@ def cache_provenance(cache: TeacherCache) -> dict:
     return {"path": str(cache.path), "sha256": file_sha256(cache.path), "teacher": m.teacher,
             "role": m.role, "label_kind": m.label_kind, "teacher_sha256": m.teacher_sha256,
             "manifest_sha256": m.manifest_sha256, "s": m.s, "p": m.p, "A": m.A,
-            "input_size": list(m.input_size), "bin_sizes": list(m.bin_sizes),
+            "input_size": list(m.input_size), "bin_sizes": list(m.bin_sizes), "views": m.views,
             "convention": m.convention, "code_version": m.code_version, "schema_version": m.schema_version}
 
 
@@ -149,6 +151,8 @@ def student_loss(method: MethodConfig, w_cls: float):
     head = bins.head_name(STUDENT_BIN)
     if method.loss == "assistive":
         return functools.partial(assistive_distillation_loss, method=method, head=head)
+    if method.loss == "ce":
+        return functools.partial(hard_label_loss, head=head)
     return functools.partial(distillation_loss, w_cls=w_cls, head=head)
 
 
@@ -164,17 +168,18 @@ def distill(cfg: DistillConfig, run: Run, on_step=None) -> Optional[dict]:
         samples = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)
         teacher_sha = file_sha256(cfg.teacher) if cfg.teacher is not None else None
         samples_sha = samples_sha256(samples)
+        views = draw_views(cfg.views, [s.key for s in samples])
         caches = {t: open_student_cache(cfg.teachers[t], samples, manifest_sha, teacher_sha, STUDENT_BIN,
-                                        samples_sha, teacher=t) for t in dict.fromkeys(method.teachers())}
+                                        samples_sha, teacher=t, views=views) for t in dict.fromkeys(method.teachers())}
         train_samples, val_samples = holdout_split(samples, cfg.val_fraction, cfg.val_group)
-        train_set = DistillDataset(train_samples, caches, cfg.input_size, cfg.augment, cfg.seed,
-                                   cfg.teacher_rotation, STUDENT_BIN, method, cfg.epochs)
+        train_set = DistillDataset(train_samples, caches, draw_views(cfg.views, [s.key for s in train_samples]),
+                                   cfg.input_size, cfg.augment, cfg.seed, STUDENT_BIN, method, cfg.epochs)
         val_set = PoseDataset(val_samples, cfg.input_size)
         provenance = {t: cache_provenance(c) for t, c in caches.items()}
         if ctx.is_main:
-            print(f"distill {name}: {len(train_samples)} train, {len(val_samples)} validation samples; "
-                  f"{method.loss} loss, teachers " + ", ".join(
-                      f"{t} ({cfg.teachers[t]}, A={p['A']})" for t, p in provenance.items()))
+            print(f"distill {name}: {len(train_samples)} train, {len(val_samples)} validation samples, "
+                  f"{cfg.views.count} views each; {method.loss} loss, teachers " + (", ".join(
+                      f"{t} ({cfg.teachers[t]}, A={p['A']})" for t, p in provenance.items()) or "none"))
         torch.manual_seed(cfg.seed)
         model = build_model(run.backbone, (STUDENT_BIN,), regression=False, weights=cfg.weights,
                             input_size=cfg.input_size)
@@ -190,7 +195,7 @@ def distill(cfg: DistillConfig, run: Run, on_step=None) -> Optional[dict]:
         # this module wires the student, the losses and the cached targets: its source is part of the run's identity
         summary = fit(model, student_loss(method, cfg.w_cls), train_set, val_set, cfg, cfg.state_dir / name,
                       cfg.checkpoint(run), meta, cfg.live_dir / name, ctx, on_step,
-                      code_modules=TRAINING_CODE_MODULES + ("distill", "cache", "student", "teachers"))
+                      code_modules=TRAINING_CODE_MODULES + ("distill", "cache", "student", "teachers", "views"))
         barrier(ctx)
         if not ctx.is_main:
             return None

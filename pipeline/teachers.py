@@ -22,8 +22,11 @@ distillation method (``distill.method.<name>``) names the teachers it reads and 
   ``tough`` teacher (trained on the ground truth: the base network) and a ``tolerant`` one
   (smoother: the ensemble); the formula is :func:`pipeline.losses.kd_loss`.
 
-Teacher angles follow the crop's augmentation as the distributions do (:mod:`pipeline.distill`):
-rotation by the method of ``teacher_rotation``, then the flip.
+* ``loss: ce``: the hard-label control, eq. 7's ground-truth term alone; it reads no teacher
+  (the ``CE-<backbone>`` row: what the schedule and the views give without any teacher).
+
+Every teacher's distributions and angles are its answers on the very view the student sees
+(:mod:`pipeline.views`, :mod:`pipeline.distill`).
 """
 from __future__ import annotations
 
@@ -33,7 +36,6 @@ from typing import Annotated, Literal, Optional
 import numpy as np
 
 from .config import InRange, NonNegativeFloat, PositiveFloat, Probability, check_fields
-from .pose import flip_pose, rotate_pose_in_plane
 
 ENSEMBLE, BASE = "ensemble", "base"   # the two teachers the pipeline labels (paths.teachers)
 RUN_SEPARATOR = "-"   # run names are <backbone>-<method>-seed<k>: a method name has no "-"
@@ -42,7 +44,7 @@ RUN_SEPARATOR = "-"   # run names are <backbone>-<method>-seed<k>: a method name
 @dataclass(frozen=True, kw_only=True)
 class MethodConfig:
     """One distillation method (a value of ``distill.method``)."""
-    loss: Literal["kl", "assistive"] = "kl"
+    loss: Literal["kl", "assistive", "ce"] = "kl"
     teacher: str = ENSEMBLE            # kl: the teacher of eq. 7 (ODKD: the senior, taught last)
     primary: Optional[str] = None      # kl: ODKD's primary (weaker) teacher, taught first; null: one teacher
     order: Literal["switch", "ramp"] = "switch"   # ODKD: primary -> senior at once, or blended over epochs
@@ -65,7 +67,10 @@ class MethodConfig:
         check_fields(self)
 
     def teachers(self) -> tuple[str, ...]:
-        """The teachers this method reads, in role order (primary, senior / tough, tolerant)."""
+        """The teachers this method reads, in role order (primary, senior / tough, tolerant);
+        none for the hard-label control."""
+        if self.loss == "ce":
+            return ()
         if self.loss == "assistive":
             return (self.tough, self.tolerant)
         return (self.primary, self.teacher) if self.primary is not None else (self.teacher,)
@@ -73,6 +78,11 @@ class MethodConfig:
     @property
     def single_teacher(self) -> bool:
         return len(set(self.teachers())) == 1
+
+    @property
+    def control(self) -> bool:
+        """The hard-label control: no teacher at all."""
+        return not self.teachers()
 
 
 def senior_weight(method: MethodConfig, epoch: int, epochs: int) -> float:
@@ -94,13 +104,3 @@ def filter_noise(probs: np.ndarray, floor: float) -> np.ndarray:
         return probs
     kept = np.where(probs >= floor * probs.max(axis=-1, keepdims=True), probs, 0.0)
     return kept / kept.sum(axis=-1, keepdims=True)
-
-
-def teacher_angles(expected, flip: bool, angle_ccw: float, rotation: str) -> np.ndarray:
-    """A teacher's (3,) angles of the unaugmented crop made to follow rotate-then-flip: rotated
-    in-plane under the ``shift`` rule (kept under ``none``, as the distributions are), then
-    mirrored (yaw and roll negated)."""
-    angles = np.asarray(expected, dtype=np.float64)
-    if angle_ccw and rotation == "shift":
-        angles = rotate_pose_in_plane(angles, angle_ccw)
-    return flip_pose(angles) if flip else angles

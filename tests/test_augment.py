@@ -106,10 +106,10 @@ def test_padded_crop_matrix_is_the_crop_matrix_shifted_by_pad(angle, flip):
 
 
 def test_box_jitter_moves_and_scales_within_bounds_and_is_off_by_default():
-    from pipeline.augment import jitter_box
+    from pipeline.augment import draw_view
     box = np.array([10.0, 20.0, 60.0, 120.0])                  # 50 x 100
     rng = np.random.default_rng(0)
-    jittered = np.array([jitter_box(box, 0.1, 0.2, rng) for _ in range(500)])
+    jittered = np.array([draw_view(rng, False, 0.0, 0.1, 0.2).box(box) for _ in range(500)])
     centre_shift = (jittered[:, :2] + jittered[:, 2:]) / 2 - [35.0, 70.0]
     side = jittered[:, 2:] - jittered[:, :2]
     assert np.abs(centre_shift[:, 0]).max() <= 5.0 + 1e-9 and np.abs(centre_shift[:, 1]).max() <= 10.0 + 1e-9
@@ -125,8 +125,32 @@ def test_box_jitter_moves_and_scales_within_bounds_and_is_off_by_default():
     np.testing.assert_array_equal(out.crop, crop_box(image, box, 32, 32))
 
 
-def test_students_refuse_box_jitter():
+@pytest.mark.parametrize("pose_changing", [{"box_shift": 0.05}, {"box_scale": 0.05}, {"rotate": 10.0},
+                                           {"flip": True}])
+def test_students_refuse_pose_changing_augmentations_of_their_own(pose_changing):
     from pipeline.student import DistillConfig
-    with pytest.raises(ValueError, match="box_shift / box_scale: must be 0 for students"):
+    with pytest.raises(ValueError, match="must be off for students: their pose-changing augmentations are the "
+                                         "views their teacher caches were labelled on"):
         DistillConfig(manifest=Path("m.csv"), boxes=None, teachers={"ensemble": Path("c.h5")}, teacher=None,
-                      checkpoint_dir=Path("s"), augment=AugmentConfig(box_shift=0.05))
+                      checkpoint_dir=Path("s"), augment=AugmentConfig(**{"flip": False, "rotate": 0.0,
+                                                                          **pose_changing}))
+
+
+def test_a_view_cuts_the_augmenters_crop_and_label_and_round_trips_through_its_row():
+    from pipeline.augment import View, draw_view
+    from pipeline.pose import flip_pose, rotate_pose_in_plane
+    image = np.random.default_rng(1).integers(0, 255, (140, 80, 3), dtype=np.uint8)
+    box, pose = np.array([10.0, 20.0, 60.0, 120.0]), np.array([10.0, -35.0, 5.0])
+    cfg = AugmentConfig(rotate=25.0, box_shift=0.1, box_scale=0.1, color=False, channel=False, median_blur=False,
+                        shadow_noise=False, coarse_dropout=False)
+    for seed in range(6):
+        out = Augmenter(cfg, 32).apply(image, box, pose, np.random.default_rng(seed))
+        view = draw_view(np.random.default_rng(seed), True, 25.0, 0.1, 0.1)     # the same draws, in order
+        assert view == out.view and View.from_row(view.row()) == view
+        np.testing.assert_array_equal(view.crop(image, box, 32, 32), out.crop)
+        want = rotate_pose_in_plane(pose, view.angle_ccw)
+        np.testing.assert_allclose(out.pose, flip_pose(want) if view.flip else want)
+        # replaying the view gives the same crop (the student's path)
+        again = Augmenter(cfg, 32).apply(image, box, pose, np.random.default_rng(99), view)
+        np.testing.assert_array_equal(again.crop, out.crop)
+    np.testing.assert_array_equal(View().box(box), box)     # the identity view is exactly the box

@@ -9,35 +9,46 @@ import pytest
 from pipeline import bins
 from pipeline.cache import CacheBuilder, CacheError, CacheMeta, Expect, open_cache, write_cache
 from pipeline.ensemble import num_windows
+from pipeline.views import ViewsConfig, draw_views
 
 KEYS = ["300W_LP/a_1", "300W_LP/a_2", "300W_LP/b_1", "BIWI/01/f_1", "BIWI/01/f_2"]
+VIEWS = ViewsConfig(count=2, box_shift=0.05)   # R = 2: the plain crop and one drawn view
 
 
 def _meta(**kw):
     base = dict(teacher_sha256="t" * 64, manifest_sha256="m" * 64, s=2, p=4,
-                input_size=(16, 16), bin_sizes=(1, 2))
+                input_size=(16, 16), bin_sizes=(1, 2), views=VIEWS.count, views_config=VIEWS.describe())
     base.update(kw)
     return CacheMeta(**base)
 
 
-def _probs(n, seed=0):
+def _probs(n, seed=0, r=VIEWS.count):
     rng = np.random.default_rng(seed)
     out = {}
     for b in (1, 2):
-        raw = rng.random((n, 3, bins.num_bins(b)))
+        raw = rng.random((n, r, 3, bins.num_bins(b)))
         out[bins.head_name(b)] = (raw / raw.sum(-1, keepdims=True)).astype(np.float32)
     return out
 
 
+def _views(keys=KEYS):
+    return draw_views(VIEWS, keys)
+
+
 def _build(path, chunk_size=2, meta=None):
-    probs = _probs(len(KEYS))
+    probs, views = _probs(len(KEYS)), _views()
     boxes = np.arange(len(KEYS) * 4, dtype=np.float32).reshape(-1, 4)
     with CacheBuilder(path, meta or _meta(), KEYS, chunk_size) as builder:
         for c in builder.pending():
             rows = slice(c * chunk_size, (c + 1) * chunk_size)
-            builder.write_part(c, boxes[rows], {k: v[rows] for k, v in probs.items()})
+            builder.write_part(c, boxes[rows], views[rows], {k: v[rows] for k, v in probs.items()})
         builder.finish()
     return probs, boxes
+
+
+def _write(path, probs, n=len(KEYS), meta=None):
+    write_cache(path, meta or _meta(), KEYS[:n], np.zeros((n, 4)), _views(KEYS[:n]), np.zeros((n, VIEWS.count, 3)),
+                probs)
 
 
 def _sha(path):
@@ -49,16 +60,22 @@ def test_layout_dtypes_and_attrs(tmp_path):
     probs, boxes = _build(path)
     with h5py.File(path, "r") as f:
         assert [k.decode() for k in f["keys"][()]] == KEYS
-        assert f["heads/b1/prob"].shape == (5, 3, 198) and f["heads/b1/prob"].dtype == np.float16
-        assert f["heads/b2/prob"].shape == (5, 3, 99)
+        assert f["heads/b1/prob"].shape == (5, 2, 3, 198) and f["heads/b1/prob"].dtype == np.float16
+        assert f["heads/b1/prob"].chunks == (5, 1, 3, 198)   # one view per chunk: a read decompresses no other
+        assert f["heads/b2/prob"].shape == (5, 2, 3, 99)
         np.testing.assert_array_equal(f["heads/b1/centres"][()], bins.centres(1))
         assert f["expected"].dtype == np.float32 and f["boxes"].dtype == np.float32
+        assert f["expected"].shape == (5, 2, 3)
         np.testing.assert_allclose(f["expected"][()], bins.expected_angle(probs["b1"], 1), atol=1e-4)
         np.testing.assert_array_equal(f["boxes"][()], boxes)
+        assert f["views"].shape == (5, 2, 5) and f["views"].attrs["columns"] == "flip,angle_ccw,shift_x,shift_y,scale"
+        np.testing.assert_array_equal(f["views"][()], _views())
+        np.testing.assert_array_equal(f["views"][:, 0], [[0, 0, 0, 0, 1]] * 5)   # view 0: the plain crop
         attrs = dict(f.attrs)
-        assert attrs["A"] == 25 and attrs["s"] == 2 and attrs["p"] == 4
+        assert attrs["A"] == 25 and attrs["s"] == 2 and attrs["p"] == 4 and attrs["views"] == 2
+        assert attrs["views_config"] == VIEWS.describe()
         assert attrs["angle_order"] == "pitch,yaw,roll" and attrs["complete"]
-        assert attrs["teacher"] == "ensemble" and attrs["label_kind"] == "rvc" and attrs["schema_version"] == 3
+        assert attrs["teacher"] == "ensemble" and attrs["label_kind"] == "rvc" and attrs["schema_version"] == 4
         assert list(attrs)[:4] == ["schema_version", "teacher", "role", "label_kind"]
         assert not any("time" in k or "date" in k for k in attrs)
         assert list(f.attrs)[-1] == "complete"
@@ -77,8 +94,13 @@ def test_reader_rows_and_lazy_pickling(tmp_path):
     probs, boxes = _build(path)
     cache = open_cache(path, Expect(manifest_sha256="m" * 64, keys=KEYS[:2], bin_sizes=(1,)))
     assert len(cache) == 5 and cache.meta.A == 25 == num_windows(cache.meta.s, cache.meta.p)
-    np.testing.assert_allclose(cache.probs("BIWI/01/f_1", 2), probs["b2"][3], atol=1e-3)
+    np.testing.assert_allclose(cache.probs("BIWI/01/f_1", 2), probs["b2"][3, 0], atol=1e-3)
+    np.testing.assert_allclose(cache.probs("BIWI/01/f_1", 2, view=1), probs["b2"][3, 1], atol=1e-3)
+    np.testing.assert_allclose(cache.expected("BIWI/01/f_1", 1), bins.expected_angle(probs["b1"][3, 1], 1), atol=1e-4)
+    np.testing.assert_array_equal(cache.views(3), _views()[3])
     np.testing.assert_array_equal(cache.box("300W_LP/a_2"), boxes[1])
+    with pytest.raises(CacheError, match="no view 2 .the cache has 2 per image"):
+        cache.probs("BIWI/01/f_1", 1, view=2)
     clone = pickle.loads(pickle.dumps(cache))  # what a DataLoader worker receives
     assert clone._file is None
     np.testing.assert_array_equal(clone.probs("300W_LP/a_1"), cache.probs("300W_LP/a_1"))
@@ -105,7 +127,10 @@ def test_reader_names_the_mismatch(tmp_path, expect, message):
 def test_reader_refuses_other_schema_convention_bins_and_incomplete(tmp_path):
     path = tmp_path / "t.h5"
     _build(path)
-    for attr, value, message in [("schema_version", 99, "schema_version mismatch"),
+    for attr, value, message in [("schema_version", 99, "cache schema 99; this version reads schema 4"),
+                                 ("schema_version", 3, r"cache schema 3 \(one view per image, before issue 23\); "
+                                                       r"this version reads schema 4 .* relabel it with this version: "
+                                                       r"`dvc repro`"),
                                  ("convention", "hopenet", "convention mismatch"),
                                  ("label_kind", "heatmap", "label_kind 'heatmap' is not one this version reads"),
                                  ("complete", False, "incomplete")]:
@@ -137,7 +162,7 @@ def test_resume_keeps_parts_of_the_same_job_only(tmp_path):
     path = tmp_path / "t.h5"
     probs = _probs(len(KEYS))
     with CacheBuilder(path, _meta(), KEYS, 2) as builder:
-        builder.write_part(0, np.zeros((2, 4)), {k: v[:2] for k, v in probs.items()})
+        builder.write_part(0, np.zeros((2, 4)), _views()[:2], {k: v[:2] for k, v in probs.items()})
         with pytest.raises(CacheError, match="2 chunks are not labelled"):
             builder.finish()
     assert not path.exists()
@@ -146,13 +171,20 @@ def test_resume_keeps_parts_of_the_same_job_only(tmp_path):
         assert builder.pending(rank=1, world_size=2) == [1]
     with CacheBuilder(path, _meta(p=6), KEYS, 2) as builder:  # params changed: start over
         assert builder.pending() == [0, 1, 2]
+    with CacheBuilder(path, _meta(), KEYS, 2) as builder:
+        builder.write_part(0, np.zeros((2, 4)), _views()[:2], {k: v[:2] for k, v in probs.items()})
+    other = ViewsConfig(count=2, box_shift=0.05, seed=1)
+    with CacheBuilder(path, _meta(views_config=other.describe()), KEYS, 2) as builder:  # other views: over
+        assert builder.pending() == [0, 1, 2]
 
 
 def test_write_part_checks_shapes(tmp_path):
     with CacheBuilder(tmp_path / "t.h5", _meta(), KEYS, 2) as builder:
-        with pytest.raises(CacheError, match="b1 shape"):
-            builder.write_part(0, np.zeros((2, 4)), {"b1": np.zeros((2, 3, 99)),
-                                                     "b2": np.zeros((2, 3, 99))})
+        with pytest.raises(CacheError, match="prob_b1 shape"):
+            builder.write_part(0, np.zeros((2, 4)), _views()[:2], {"b1": np.zeros((2, 2, 3, 99)),
+                                                                   "b2": np.zeros((2, 2, 3, 99))})
+        with pytest.raises(CacheError, match=r"views shape \(2, 1, 5\) != \(2, 2, 5\)"):
+            builder.write_part(0, np.zeros((2, 4)), _views()[:2, :1], _probs(2))
 
 
 def test_write_is_atomic(tmp_path, monkeypatch):
@@ -163,7 +195,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
         raise RuntimeError("disk full")
     monkeypatch.setattr("pipeline.files.os.replace", boom)
     with pytest.raises(RuntimeError):
-        write_cache(path, _meta(), KEYS[:2], np.zeros((2, 4)), np.zeros((2, 3)), probs)
+        _write(path, probs, 2)
     assert not path.exists() and list(tmp_path.iterdir()) == []  # no temporary file left
 
 
@@ -173,7 +205,7 @@ def test_resume_identity_covers_every_input_of_a_row(tmp_path, changed):
     path = tmp_path / "t.h5"
     probs = _probs(len(KEYS))
     with CacheBuilder(path, _meta(), KEYS, 2) as builder:
-        builder.write_part(0, np.zeros((2, 4)), {k: v[:2] for k, v in probs.items()})
+        builder.write_part(0, np.zeros((2, 4)), _views()[:2], {k: v[:2] for k, v in probs.items()})
     with CacheBuilder(path, _meta(**changed), KEYS, 2) as builder:
         assert builder.pending() == [0, 1, 2]
 
@@ -182,7 +214,7 @@ def test_a_damaged_part_is_named_not_merged(tmp_path):
     path = tmp_path / "t.h5"
     probs = _probs(len(KEYS))
     with CacheBuilder(path, _meta(), KEYS, 2) as builder:
-        builder.write_part(0, np.zeros((2, 4)), {k: v[:2] for k, v in probs.items()})
+        builder.write_part(0, np.zeros((2, 4)), _views()[:2], {k: v[:2] for k, v in probs.items()})
     part = tmp_path / "t.h5.parts" / "part-000000.npz"
     part.write_bytes(part.read_bytes()[:200])
     with pytest.raises(CacheError, match=f"{part}: unreadable labelling part .*delete it and rerun"):
@@ -217,14 +249,15 @@ def test_flipped_bytes_are_detected_by_every_reader(tmp_path):
 def test_rows_that_are_not_distributions_are_refused(tmp_path):
     path = tmp_path / "t.h5"
     probs = _probs(len(KEYS))
-    probs["b1"][1, 2] = np.nan
+    probs["b1"][1, 1, 2] = np.nan
     probs["b1"][3] = 0.0
-    write_cache(path, _meta(), KEYS, np.zeros((len(KEYS), 4)), np.zeros((len(KEYS), 3)), probs)
+    _write(path, probs)
     cache = open_cache(path)
-    assert cache.probs(KEYS[0], 1).shape == (3, 198)
-    with pytest.raises(CacheError, match=f"heads/b1/prob, key '{KEYS[1]}': 1 rows are not probability"):
-        cache.probs(KEYS[1], 1)
-    with pytest.raises(CacheError, match=r"heads/b1/prob: 2 rows are not probability distributions, e.g. row 1"):
+    assert cache.probs(KEYS[0], 1).shape == (3, 198) and cache.probs(KEYS[1], 1).shape == (3, 198)
+    with pytest.raises(CacheError, match=f"heads/b1/prob, key '{KEYS[1]}' view 1: 1 views are not probability"):
+        cache.probs(KEYS[1], 1, view=1)
+    with pytest.raises(CacheError, match=r"heads/b1/prob: 3 views are not probability distributions, e.g. row 1 "
+                                         r"view 1"):
         cache.verify()
 
 
@@ -237,10 +270,8 @@ sys.path.insert(0, sys.argv[3])
 from pipeline.errors import PipelineError
 try:
     if sys.argv[1] == "cache":
-        from test_cache import KEYS, _meta, _probs
-        from pipeline.cache import write_cache
-        write_cache(sys.argv[2], _meta(), KEYS, np.zeros((len(KEYS), 4)), np.zeros((len(KEYS), 3)),
-                    _probs(len(KEYS)))
+        from test_cache import _probs, _write
+        _write(sys.argv[2], _probs(5))
     else:
         from pipeline.model import build_model
         from pipeline.train import _save

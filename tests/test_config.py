@@ -4,7 +4,7 @@ from typing import Literal, Optional
 
 import pytest
 
-from pipeline.config import ConfigError, apply_overrides, as_dict, parse_block, stage_config, fill_from_paths
+from pipeline.config import ConfigError, apply_overrides, as_dict, parse_block, stage_config, fill_shared
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,8 @@ def _stage_classes() -> dict:
     from pipeline.student import DistillConfig
     from pipeline.synth import SynthConfig
     from pipeline.teacher import TrainTeacherConfig
-    return {"synth": SynthConfig, "prepare": PrepareConfig, "relabel": RelabelConfig,
+    from pipeline.views import ViewsConfig
+    return {"views": ViewsConfig, "synth": SynthConfig, "prepare": PrepareConfig, "relabel": RelabelConfig,
             "train_teacher": TrainTeacherConfig, "ensemble_labels": EnsembleLabelsConfig,
             "base_labels": BaseLabelsConfig, "ensemble_grid": EnsembleGridConfig, "distill": DistillConfig, "evaluate": EvaluateConfig,
             "report": ReportConfig}
@@ -197,6 +198,7 @@ def _stage_classes() -> dict:
 
 # the smallest valid value of every integer key (a new integer key must be added here)
 INT_MINIMUM = {
+    "views": {"count": 1, "seed": 0},
     "synth": {"seed": 0, "train_count": 0, "aflw2000_count": 0, "biwi_subjects": 0, "biwi_frames": 0,
               "image_size": 32, "supersample": 1, "workers": 0, "contact_per_set": 1},
     "prepare": {"workers": 1, "aflw_test_images": 0},
@@ -204,10 +206,13 @@ INT_MINIMUM = {
                 "chunksize": 1},
     "train_teacher": {"input_size": 16, "epochs": 1, "batch_size": 1, "seed": 0, "workers": 0,
                       "checkpoint_every": 1, "grid_samples": 1},
-    "ensemble_labels": {"s": 1, "p": 0, "batch_size": 1, "chunk_size": 1, "max_windows": 1, "num_workers": 0},
-    "base_labels": {"s": 1, "p": 0, "batch_size": 1, "chunk_size": 1, "max_windows": 1, "num_workers": 0},
+    "ensemble_labels": {"s": 1, "p": 0, "batch_size": 1, "chunk_size": 1, "max_windows": 1, "num_workers": 0,
+                        "views.count": 1, "views.seed": 0},
+    "base_labels": {"s": 1, "p": 0, "batch_size": 1, "chunk_size": 1, "max_windows": 1, "num_workers": 0,
+                    "views.count": 1, "views.seed": 0},
     "ensemble_grid": {"batch_size": 1, "max_windows": 1, "num_workers": 0},
-    "distill": {"input_size": 16, "epochs": 1, "batch_size": 1, "seed": 0, "workers": 0, "checkpoint_every": 1},
+    "distill": {"input_size": 16, "epochs": 1, "batch_size": 1, "seed": 0, "workers": 0, "checkpoint_every": 1,
+                "views.count": 1, "views.seed": 0},
     "evaluate": {"batch_size": 1, "max_windows": 1, "num_workers": 0, "bootstrap_resamples": 1},
     "report": {"images_per_set": 1, "cell": 32},
 }
@@ -257,7 +262,7 @@ def test_every_params_block_has_its_config_class():
 def test_every_key_of_every_block_is_constrained(block):
     cls = _stage_classes()[block]
     params = load_params(ROOT / "params.yaml")
-    base = fill_from_paths(cls, params[block], params["paths"], block)
+    base = fill_shared(cls, params[block], params, block)
     parse_block(cls, base, block)
     leaves = dict(_leaves(cls))
     assert {k for k, tp in leaves.items() if tp is int} == set(INT_MINIMUM[block])
@@ -417,3 +422,26 @@ def test_a_dotted_from_paths_key_reads_into_a_mapping_of_paths(tmp_path):
                                                           "base_labels": {}}))
     with pytest.raises(ConfigError, match="base_labels.out: not set, and the params file has no paths.teachers.base"):
         stage_config("base_labels", BaseLabelsConfig, tmp_path / "params.yaml")
+
+
+def test_the_views_block_is_shared_by_every_teacher_and_student(tmp_path):
+    from pipeline.labeling import BaseLabelsConfig, EnsembleLabelsConfig
+    from pipeline.student import DistillConfig
+    from pipeline.views import ViewsConfig
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "paths": {"manifest": "m.csv", "teacher": "t.pt", "students": "s",
+                  "teachers": {"ensemble": "c/e.h5", "base": "c/b.h5"}},
+        "views": {"count": 4, "rotate": 10.0},
+        "ensemble_labels": {}, "base_labels": {}, "distill": {"students": ["resnet18"]}}))
+    blocks = {"ensemble_labels": EnsembleLabelsConfig, "base_labels": BaseLabelsConfig, "distill": DistillConfig}
+    for overrides, want in (((), ViewsConfig(count=4, rotate=10.0)),
+                            (["views.count=2"], ViewsConfig(count=2, rotate=10.0))):   # one edit reaches all three
+        assert {stage_config(b, cls, params, overrides).views for b, cls in blocks.items()} == {want}
+    with pytest.raises(ConfigError, match=r"views.count: expected int >= 1, got 0"):
+        stage_config("distill", DistillConfig, params, ["views.count=0"])
+    with pytest.raises(ConfigError, match=r"views.rotate: expected float in \[0, 180\], got 200.0"):
+        stage_config("base_labels", BaseLabelsConfig, params, ["views.rotate=200"])
+    params.write_text(yaml.safe_dump({"paths": {"manifest": "m.csv", "teacher": "t.pt",
+                                                "teachers": {"ensemble": "c/e.h5"}}, "ensemble_labels": {}}))
+    assert stage_config("ensemble_labels", EnsembleLabelsConfig, params).views == ViewsConfig()   # no block: R = 1

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import pickle
 from pathlib import Path
@@ -10,10 +11,11 @@ import yaml
 from pipeline.data import samples_sha256
 
 from pipeline import bins
-from pipeline.augment import AugmentConfig
+from pipeline.augment import AugmentConfig, View
 from pipeline.cache import CacheError, CacheMeta, open_cache, write_cache
 from pipeline.config import ConfigError, stage_config
-from pipeline.distill import DistillDataset, open_student_cache, shift_distribution, teacher_target
+from pipeline.distill import DistillDataset, open_student_cache
+from pipeline.image import load_rgb, to_tensor
 from pipeline.losses import distillation_loss
 from pipeline.manifest import Sample, write_manifest
 from pipeline.files import file_sha256
@@ -21,12 +23,15 @@ from pipeline.model import build_model, read_checkpoint
 from pipeline.pose import flip_pose, rotate_pose_in_plane
 from pipeline.project import load_stage
 from pipeline.student import DistillConfig, Run, distill
+from pipeline.views import ViewsConfig, draw_views
 from fixtures_project import noise_samples, write_project
 
 torch.set_num_threads(1)
 SIZE = 16
 KD_RUN = Run("resnet18", "kd", 0)
 NO_COLOUR = dict(color=False, channel=False, median_blur=False, shadow_noise=False, coarse_dropout=False)
+STUDENT_AUGMENT = AugmentConfig(flip=False, rotate=0.0, **NO_COLOUR)
+VIEWS = ViewsConfig(count=3, rotate=20.0, box_shift=0.05, box_scale=0.05)   # what the tiny caches hold
 
 
 def _softmax(x):
@@ -45,13 +50,15 @@ def make_kd_project(tmp_path, n_train=8, n_test=4, s=1, p=1):
     write_tiny_cache(tmp_path / "base.h5", train, file_sha256(manifest), file_sha256(tmp_path / "teacher.pt"), 1, 0,
                      teacher="base", width=9.0, offset=3.0)
     params = {
+        "views": dataclasses.asdict(VIEWS),
         "ensemble_labels": {"s": s, "p": p, "manifest": str(manifest), "checkpoint": str(tmp_path / "teacher.pt"),
                             "out": str(tmp_path / "cache.h5"), "metrics": str(tmp_path / "metrics" / "labels.json")},
         "distill": {"students": ["resnet18"], "methods": ["kd"], "manifest": str(manifest),
                     "teachers": {"ensemble": str(tmp_path / "cache.h5"), "base": str(tmp_path / "base.h5")},
                     "method": {"kd": {"teacher": "ensemble"},
                                "odkd": {"primary": "base", "teacher": "ensemble", "handover": 0.5, "floor": 0.1},
-                               "kdloss": {"loss": "assistive", "tough": "base", "tolerant": "ensemble"}},
+                               "kdloss": {"loss": "assistive", "tough": "base", "tolerant": "ensemble"},
+                               "ce": {"loss": "ce"}},
                     "teacher": str(tmp_path / "teacher.pt"), "input_size": SIZE, "val_fraction": 0.25,
                     "val_group": "key", "epochs": 1, "batch_size": 4, "workers": 0, "device": "cpu",
                     "checkpoint_dir": str(tmp_path / "students"), "state_dir": str(tmp_path / "students-state"),
@@ -72,14 +79,18 @@ def make_kd_project(tmp_path, n_train=8, n_test=4, s=1, p=1):
     return samples
 
 
-def write_tiny_cache(path, train, manifest_sha, teacher_sha, s=1, p=1, teacher="ensemble", width=4.0, offset=0.0):
-    """Bell-shaped distributions of ``width`` degrees around the labels + ``offset``."""
+def write_tiny_cache(path, train, manifest_sha, teacher_sha, s=1, p=1, teacher="ensemble", width=4.0, offset=0.0,
+                     views=VIEWS):
+    """For every view of ``views``: bell-shaped distributions of ``width`` degrees around the
+    view's label + ``offset`` (a teacher that follows each view)."""
     centres = bins.centres(1)
-    poses = np.array([x.pose for x in train]) + offset
-    probs = _softmax(-0.5 * ((centres[None, None, :] - poses[:, :, None]) / width) ** 2)
+    rows = draw_views(views, [x.key for x in train])
+    poses = np.array([[View.from_row(r).pose(x.pose) for r in view_rows] for x, view_rows in zip(train, rows)])
+    probs = _softmax(-0.5 * ((centres - (poses + offset)[..., None]) / width) ** 2)      # (N, R, 3, q)
     meta = CacheMeta(teacher_sha256=teacher_sha, manifest_sha256=manifest_sha, s=s, p=p, teacher=teacher,
-                     input_size=(SIZE, SIZE), bin_sizes=(1,), samples_sha256=samples_sha256(train))
-    write_cache(path, meta, [x.key for x in train], np.array([x.box for x in train]),
+                     input_size=(SIZE, SIZE), bin_sizes=(1,), samples_sha256=samples_sha256(train),
+                     views=views.count, views_config=views.describe())
+    write_cache(path, meta, [x.key for x in train], np.array([x.box for x in train]), rows,
                 bins.expected_angle(probs, 1), {"b1": probs})
 
 
@@ -107,62 +118,53 @@ def test_distillation_loss_matches_a_hand_computation():
     assert float(loss2) == pytest.approx((ce + kl) / 2, rel=1e-6)
 
 
-# --- augmentation consistency ----------------------------------------------------------
+# --- replayed views ---------------------------------------------------------------------
 
-def test_shift_distribution_moves_whole_and_fractional_bins():
-    c = bins.centres(1)
-    probs = _softmax(-0.5 * ((c[None] - np.array([[-10.0], [0.0], [20.0]])) / 3.0) ** 2)
-    whole = shift_distribution(probs, [3, -2, 0])
-    np.testing.assert_allclose(whole[0, 3:], probs[0, :-3], atol=1e-12)
-    np.testing.assert_allclose(whole[1, :-2], probs[1, 2:], atol=1e-12)
-    np.testing.assert_allclose(whole[2], probs[2], atol=1e-12)
-    half = shift_distribution(probs, [0.5, 0.5, 0.5])
-    np.testing.assert_allclose(half[0, 1:], (probs[0, 1:] + probs[0, :-1]) / 2, atol=1e-12)
-    np.testing.assert_allclose(bins.expected_angle(half, 1), bins.expected_angle(probs, 1) + 0.5, atol=1e-6)
-    with pytest.raises(ValueError, match="out of"):
-        shift_distribution(probs, [250, 0, 0])
+def _open(tmp_path, train, name="cache.h5", views=VIEWS, **kw):
+    return open_student_cache(tmp_path / name, train, file_sha256(tmp_path / "manifest.csv"),
+                              views=draw_views(views, [x.key for x in train]), **kw)
 
 
-def test_teacher_target_follows_rotate_then_flip():
-    c = bins.centres(1)
-    expected = np.array([12.0, -30.0, 8.0])
-    probs = _softmax(-0.5 * ((c[None] - expected[:, None]) / 3.0) ** 2)
-    np.testing.assert_allclose(teacher_target(probs, expected, True, 0.0), bins.flip_distribution(probs), atol=1e-7)
-    np.testing.assert_allclose(teacher_target(probs, expected, False, 10.0, "none"), probs, atol=1e-7)
-    shifted = teacher_target(probs, expected, True, 10.0, "shift")
-    want = flip_pose(rotate_pose_in_plane(expected, 10.0))       # the Augmenter's label order
-    np.testing.assert_allclose(bins.expected_angle(shifted, 1), want, atol=0.05)
-    assert not np.allclose(want, flip_pose(expected), atol=1.0)  # the rotation did move the angles
-
-
-def test_dataset_targets_follow_the_augmenter(tmp_path):
+def test_dataset_replays_each_cached_view_with_its_label_and_target(tmp_path):
     samples = make_kd_project(tmp_path)
     train = [x for x in samples if x.split == "train"]
-    cache = open_student_cache(tmp_path / "cache.h5", train, file_sha256(tmp_path / "manifest.csv"))
-    ds = DistillDataset(train, {"ensemble": cache}, SIZE, AugmentConfig(rotate=15.0, **NO_COLOUR), seed=3)
-    flips = 0
-    for index in range(len(train)):
-        _, view = ds.view((0, index))
-        item = ds[(0, index)]
-        cached = cache.probs(train[index].key)
-        want = teacher_target(cached, cache.expected(train[index].key), view.flip, view.angle_ccw)
-        np.testing.assert_allclose(item["teacher"].numpy(), want, atol=1e-6)
-        np.testing.assert_allclose(item["pose"].numpy(), view.pose, atol=1e-5)
-        assert item["teacher"].shape == (3, 198) and float(item["teacher"].sum()) == pytest.approx(3, abs=1e-4)
-        flips += view.flip
-        if view.flip:  # the target's angles follow the label's sign change
-            assert np.sign(bins.expected_angle(item["teacher"].double().numpy(), 1)[1]) == np.sign(view.pose[1])
-    assert 0 < flips < len(train)
-    plain = DistillDataset(train, {"ensemble": cache}, SIZE)[0]
-    np.testing.assert_allclose(plain["teacher"].numpy(), cache.probs(train[0].key) /
-                               cache.probs(train[0].key).sum(-1, keepdims=True), atol=1e-6)
+    cache = _open(tmp_path, train)
+    views = draw_views(VIEWS, [x.key for x in train])
+    ds = DistillDataset(train, {"ensemble": cache}, views, SIZE, STUDENT_AUGMENT, seed=3)
+    seen = {index: [] for index in range(len(train))}
+    for epoch in range(2 * VIEWS.count):
+        for index, sample in enumerate(train):
+            item = ds[(epoch, index)]
+            v = item["view"]
+            seen[index].append(v)
+            view = View.from_row(views[index, v])
+            crop = view.crop(load_rgb(sample.image), sample.box, SIZE, SIZE)       # the labelling job's warp
+            np.testing.assert_allclose(item["image"].numpy(), to_tensor(crop).numpy(), atol=1e-6)
+            np.testing.assert_allclose(item["pose"].numpy(), view.pose(sample.pose), atol=1e-4)
+            want = cache.probs(sample.key, 1, v)
+            np.testing.assert_allclose(item["teacher"].numpy(), want / want.sum(-1, keepdims=True), atol=1e-6)
+            # the tiny teacher follows each view: its target peaks at the view's label, not the plain one's
+            assert np.abs(bins.expected_angle(item["teacher"].double().numpy(), 1) - view.pose(sample.pose)).max() < 1
+    for index, order in seen.items():      # every R epochs each view comes exactly once
+        assert sorted(order[:VIEWS.count]) == sorted(order[VIEWS.count:]) == list(range(VIEWS.count))
+    assert len({tuple(order) for order in seen.values()}) > 1     # in an order of its own per sample
+    assert any(View.from_row(views[i, v]).flip for i, order in seen.items() for v in order)
+
+
+def test_student_cache_refuses_other_views(tmp_path):
+    samples = make_kd_project(tmp_path)
+    train = [x for x in samples if x.split == "train"]
+    for other in (dataclasses.replace(VIEWS, seed=1), dataclasses.replace(VIEWS, count=2)):
+        with pytest.raises(CacheError, match=r"labelled on other views than the student replays .*re-run its "
+                                             r"labelling stage"):
+            _open(tmp_path, train, views=other)
 
 
 def test_dataset_pickles_without_cache_arrays(tmp_path):
     samples = make_kd_project(tmp_path)
     train = [x for x in samples if x.split == "train"]
-    cache = open_student_cache(tmp_path / "cache.h5", train, file_sha256(tmp_path / "manifest.csv"))
-    ds = DistillDataset(train, {"ensemble": cache}, SIZE, AugmentConfig(**NO_COLOUR))
+    cache = _open(tmp_path, train)
+    ds = DistillDataset(train, {"ensemble": cache}, draw_views(VIEWS, [x.key for x in train]), SIZE, STUDENT_AUGMENT)
     ds[0]  # opens the HDF5 handle in this process
     assert cache._file is not None
     clone = pickle.loads(pickle.dumps(ds))
@@ -181,7 +183,7 @@ def test_dataset_pickles_without_cache_arrays(tmp_path):
         if hasattr(obj, "__dict__"):
             return arrays(vars(obj), seen)
         return []
-    assert not [a for a in arrays(clone, set()) if a.shape[:1] == (len(train),)]
+    assert not [a for a in arrays(clone, set()) if a.shape[:1] == (len(train),) and a is not clone.views]
     np.testing.assert_allclose(clone[1]["teacher"].numpy(), ds[1]["teacher"].numpy())
 
 
@@ -239,6 +241,28 @@ def test_stage_names_a_stale_or_foreign_cache(tmp_path):
 
 # --- the rotation measurement ----------------------------------------------------------
 
+def test_shift_rule_moves_whole_and_fractional_bins_and_follows_rotate_then_flip():
+    from pipeline.benchmarks.kd_rotation import rule_target, shift_distribution
+    c = bins.centres(1)
+    probs = _softmax(-0.5 * ((c[None] - np.array([[-10.0], [0.0], [20.0]])) / 3.0) ** 2)
+    whole = shift_distribution(probs, [3, -2, 0])
+    np.testing.assert_allclose(whole[0, 3:], probs[0, :-3], atol=1e-12)
+    np.testing.assert_allclose(whole[1, :-2], probs[1, 2:], atol=1e-12)
+    np.testing.assert_allclose(whole[2], probs[2], atol=1e-12)
+    half = shift_distribution(probs, [0.5, 0.5, 0.5])
+    np.testing.assert_allclose(half[0, 1:], (probs[0, 1:] + probs[0, :-1]) / 2, atol=1e-12)
+    with pytest.raises(ValueError, match="out of"):
+        shift_distribution(probs, [250, 0, 0])
+    expected = np.array([12.0, -30.0, 8.0])
+    probs = _softmax(-0.5 * ((c[None] - expected[:, None]) / 3.0) ** 2)
+    np.testing.assert_allclose(rule_target(probs, expected, True, 0.0, "shift"), bins.flip_distribution(probs),
+                               atol=1e-7)
+    np.testing.assert_allclose(rule_target(probs, expected, False, 10.0, "none"), probs, atol=1e-7)
+    shifted = rule_target(probs, expected, True, 10.0, "shift")
+    want = flip_pose(rotate_pose_in_plane(expected, 10.0))       # the Augmenter's label order
+    np.testing.assert_allclose(bins.expected_angle(shifted, 1), want, atol=0.05)
+
+
 def test_kd_rotation_measurement_reproduces_the_cache_at_zero(tmp_path):
     from pipeline.benchmarks.kd_rotation import measure
     from pipeline.labeling import EnsembleLabelsConfig, label_training_set
@@ -251,8 +275,9 @@ def test_kd_rotation_measurement_reproduces_the_cache_at_zero(tmp_path):
     cache = open_student_cache(tmp_path / "cache.h5", train, file_sha256(tmp_path / "manifest.csv"))
     teacher, _ = load_checkpoint(tmp_path / "teacher.pt")
     rows = {r["view"]: r for r in measure(teacher, cache, train[:4], [0, 30], batch_size=3)}
-    assert list(rows) == ["rot ±0", "rot ±30", "flip"]
+    assert list(rows) == ["rot ±0", "rot ±30", "flip", "stored view"]
     assert rows["rot ±0"]["kl_shift"] < 1e-4 and rows["rot ±0"]["deg_none"] < 0.05   # only float16 rounding
+    assert rows["stored view"]["kl_none"] < 1e-4 and rows["stored view"]["deg_none"] < 0.05   # the cache's own view
     assert rows["rot ±30"]["kl_none"] > 10 * rows["rot ±0"]["kl_none"]
     assert rows["rot ±30"]["deg_shift"] != rows["rot ±30"]["deg_none"]
 

@@ -158,3 +158,23 @@ def test_two_teacher_rows_sit_beside_single_teacher_kd_with_their_claims(project
             assert c["mae_row"] == pytest.approx(table[row]["mean"], abs=1e-3)
             assert c["mae_baseline"] == pytest.approx(table[baseline]["mean"], abs=1e-3)
     assert "KD-resnet18 < ODKD-resnet18" not in claims and len(claims) == 1 + 2 * 3 + 2
+
+
+def test_the_hard_label_control_is_a_row_every_taught_row_is_compared_with(project):
+    root, _ = project
+    params = root / "params.yaml"
+    methods = ["distill.methods=[kd, ce, odkd]"]
+    for method in ("ce", "odkd"):
+        distill(stage_config("distill", DistillConfig, params, methods), Run("resnet18", method, 0))
+    control = load_checkpoint(root / "students" / "resnet18-ce-seed0.pt")[1]
+    assert control["teacher_caches"] == {} and control["config"]["method_config"]["loss"] == "ce"
+    metrics = evaluate(params, methods)       # a control has no teacher: the provenance check lets it through
+    table, claims = metrics["test"]["SYNTEST"], metrics["claims"]["SYNTEST"]
+    assert "CE-resnet18" in table
+    for row in ("KD-resnet18", "ODKD-resnet18"):   # KD < CE: what the teacher's labels add
+        c = claims[f"{row} < CE-resnet18"]
+        assert c["mae_baseline"] == pytest.approx(table["CE-resnet18"]["mean"], abs=1e-3)
+    assert not [name for name in claims if name.startswith("CE-")]     # the control makes no claim of its own
+    assert set(claims) == {"Ensemble < Base", "KD-resnet18 < Base", "KD-resnet18 < Ensemble", "KD-resnet18 < CE-resnet18",
+                           "ODKD-resnet18 < Base", "ODKD-resnet18 < Ensemble", "ODKD-resnet18 < CE-resnet18",
+                           "ODKD-resnet18 < KD-resnet18"}

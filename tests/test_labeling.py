@@ -71,6 +71,33 @@ def test_stage_labels_training_samples(tmp_path):
     np.testing.assert_allclose(cache.probs(train[0].key, 3), direct["b3"][0].numpy(), atol=1e-3)
 
 
+def test_every_view_is_labelled_on_the_crop_the_student_cuts(tmp_path):
+    from pipeline.augment import View
+    from pipeline.views import ViewsConfig, draw_views
+    samples, model = make_project(tmp_path, n_train=4, n_test=0)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["views"] = {"count": 3, "seed": 5, "rotate": 20.0, "box_shift": 0.1, "box_scale": 0.1}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    load_stage("ensemble-labels").run(tmp_path / "params.yaml", [])
+    train = sorted((s for s in samples if s.split == "train"), key=lambda s: s.key)
+    cache = open_cache(tmp_path / "cache.h5")
+    views = ViewsConfig(**params["views"])
+    assert cache.meta.views == 3 and cache.meta.views_config == views.describe()
+    np.testing.assert_array_equal(cache.views(), draw_views(views, cache.keys))
+    assert len({View.from_row(r).flip for r in cache.views()[:, 1:].reshape(-1, 5)}) == 2   # both mirrored and not
+    for s in train:
+        image = load_rgb(s.image)
+        z = torch.stack([to_tensor(View.from_row(r).crop(image, s.box, SIZE, SIZE, pad=4))
+                         for r in cache.views(cache.row(s.key))])
+        direct = ensemble_distributions(model, z, 2, 4, (1, 2))
+        for r in range(3):   # view r is the teacher's ensemble on exactly that view's receptive field
+            np.testing.assert_allclose(cache.probs(s.key, 1, r), direct["b1"][r].numpy(), atol=1e-3)
+            np.testing.assert_allclose(cache.probs(s.key, 2, r), direct["b2"][r].numpy(), atol=1e-3)
+        plain = ensemble_distributions(model, to_tensor(crop_box(image, s.box, SIZE, SIZE, 4))[None], 2, 4, (1,))
+        np.testing.assert_allclose(cache.probs(s.key, 1, 0), plain["b1"][0].numpy(), atol=1e-3)   # view 0: the box
+        assert np.abs(cache.probs(s.key, 1, 1) - cache.probs(s.key, 1, 0)).max() > 2e-4   # another crop, another answer
+
+
 def test_base_labels_stage_writes_the_single_crop_teacher_in_its_own_file(tmp_path):
     from pipeline.data import PoseDataset
     from pipeline.metrics import predict_dataset

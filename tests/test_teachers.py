@@ -5,14 +5,15 @@ import pytest
 import torch
 
 from pipeline import bins
-from pipeline.augment import AugmentConfig
+from pipeline.augment import View
 from pipeline.distill import DistillDataset, open_student_cache
 from pipeline.files import file_sha256
 from pipeline.losses import assistive_distillation_loss, kd_loss
 from pipeline.model import read_checkpoint
 from pipeline.project import load_stage
 from pipeline.teachers import MethodConfig, filter_noise, senior_weight
-from test_distill import NO_COLOUR, SIZE, make_kd_project
+from pipeline.views import draw_views
+from test_distill import SIZE, STUDENT_AUGMENT, VIEWS, make_kd_project
 
 torch.set_num_threads(1)
 
@@ -83,42 +84,56 @@ def _two_teachers(tmp_path):
     samples = make_kd_project(tmp_path)
     train = [x for x in samples if x.split == "train"]
     sha = file_sha256(tmp_path / "manifest.csv")
-    caches = {name: open_student_cache(tmp_path / f"{file}.h5", train, sha, teacher=name)
+    views = draw_views(VIEWS, [x.key for x in train])
+    caches = {name: open_student_cache(tmp_path / f"{file}.h5", train, sha, teacher=name, views=views)
               for name, file in (("ensemble", "cache"), ("base", "base"))}
-    return train, caches
+    return train, caches, views
 
 
-def test_odkd_targets_are_the_filtered_primary_then_the_senior(tmp_path):
-    train, caches = _two_teachers(tmp_path)
+def test_odkd_targets_are_the_filtered_primary_then_the_senior_of_the_replayed_view(tmp_path):
+    train, caches, views = _two_teachers(tmp_path)
     key = train[0].key
-    base, ensemble = (filter_noise(caches[t].probs(key), 0.1) for t in ("base", "ensemble"))
-    switch = DistillDataset(train, caches, SIZE, method=MethodConfig(primary="base", handover=0.5, floor=0.1),
+    switch = DistillDataset(train, caches, views, SIZE, method=MethodConfig(primary="base", handover=0.5, floor=0.1),
                             epochs=2)
-    np.testing.assert_allclose(switch[(0, 0)]["teacher"].numpy(), base, atol=1e-6)
-    np.testing.assert_allclose(switch[(1, 0)]["teacher"].numpy(), ensemble, atol=1e-6)
+    first, second = switch[(0, 0)], switch[(1, 0)]
+    base, ensemble = (filter_noise(caches[t].probs(key, 1, first["view"]), 0.1) for t in ("base", "ensemble"))
+    np.testing.assert_allclose(first["teacher"].numpy(), base, atol=1e-6)
+    np.testing.assert_allclose(second["teacher"].numpy(), filter_noise(caches["ensemble"].probs(key, 1, second["view"]),
+                                                                       0.1), atol=1e-6)
     assert not np.allclose(base, ensemble, atol=1e-3)      # the two teachers do differ
-    ramp = DistillDataset(train, caches, SIZE, method=MethodConfig(primary="base", order="ramp", handover=0.5,
-                                                                   floor=0.1), epochs=4)
-    np.testing.assert_allclose(ramp[(1, 0)]["teacher"].numpy(), 0.5 * base + 0.5 * ensemble, atol=1e-6)
+    ramp = DistillDataset(train, caches, views, SIZE, method=MethodConfig(primary="base", order="ramp", handover=0.5,
+                                                                          floor=0.1), epochs=4)
+    item = ramp[(1, 0)]
+    base, ensemble = (filter_noise(caches[t].probs(key, 1, item["view"]), 0.1) for t in ("base", "ensemble"))
+    np.testing.assert_allclose(item["teacher"].numpy(), 0.5 * base + 0.5 * ensemble, atol=1e-6)
     with pytest.raises(ValueError, match="method reads teacher 'base'"):
-        DistillDataset(train, {"ensemble": caches["ensemble"]}, SIZE, method=MethodConfig(primary="base"))
+        DistillDataset(train, {"ensemble": caches["ensemble"]}, views, SIZE, method=MethodConfig(primary="base"))
 
 
-def test_assistive_items_carry_both_teachers_angles_mirrored_with_the_crop(tmp_path):
-    train, caches = _two_teachers(tmp_path)
-    ds = DistillDataset(train, caches, SIZE, AugmentConfig(rotate=0.0, **NO_COLOUR), seed=1,
-                        method=MethodConfig(loss="assistive"))
+def test_assistive_items_carry_both_teachers_angles_on_the_replayed_view(tmp_path):
+    train, caches, views = _two_teachers(tmp_path)
+    ds = DistillDataset(train, caches, views, SIZE, STUDENT_AUGMENT, seed=1, method=MethodConfig(loss="assistive"))
     flips = 0
     for index, sample in enumerate(train):
-        _, view = ds.view((0, index))
         item = ds[(0, index)]
         assert "teacher" not in item and item["teacher_angles"].shape == (2, 3)
-        sign = np.array([1.0, -1.0, -1.0]) if view.flip else np.ones(3)
-        for row, name in enumerate(("base", "ensemble")):    # tough, tolerant
-            np.testing.assert_allclose(item["teacher_angles"][row].numpy(), sign * caches[name].expected(sample.key),
-                                       atol=1e-4)
-        flips += view.flip
+        for row, name in enumerate(("base", "ensemble")):    # tough, tolerant: each one's answer on that view
+            np.testing.assert_allclose(item["teacher_angles"][row].numpy(),
+                                       caches[name].expected(sample.key, item["view"]), atol=1e-4)
+        flips += View.from_row(views[index, item["view"]]).flip
     assert 0 < flips < len(train)
+
+
+def test_the_control_reads_no_teacher_and_replays_the_same_views(tmp_path):
+    train, caches, views = _two_teachers(tmp_path)
+    control = DistillDataset(train, {}, views, SIZE, STUDENT_AUGMENT, seed=1, method=MethodConfig(loss="ce"))
+    taught = DistillDataset(train, caches, views, SIZE, STUDENT_AUGMENT, seed=1)
+    assert MethodConfig(loss="ce").control and MethodConfig(loss="ce").teachers() == ()
+    for item in ((e, i) for e in range(3) for i in range(len(train))):
+        a, b = control[item], taught[item]
+        assert "teacher" not in a and "teacher_angles" not in a and a["view"] == b["view"]
+        np.testing.assert_array_equal(a["image"].numpy(), b["image"].numpy())
+        np.testing.assert_array_equal(a["pose"].numpy(), b["pose"].numpy())
 
 
 def test_two_teacher_runs_record_both_caches_and_leave_the_kd_run_alone(tmp_path):

@@ -26,13 +26,14 @@ from ..data import PoseDataset, load_samples
 from ..distill import DistillDataset, open_student_cache
 from ..teachers import ENSEMBLE
 from ..ensemble import ensemble_distributions, num_windows
-from ..image import crop_box, load_rgb, to_tensor
+from ..image import load_rgb, to_tensor
 from ..losses import distillation_loss, teacher_loss
 from ..files import file_sha256
 from ..labeling import EnsembleLabelsConfig
 from ..model import build_model, checkpoint_meta, load_checkpoint
 from ..student import DistillConfig
 from ..train import fit
+from ..views import draw_views
 
 
 class OnlineTeacherDataset(PoseDataset):
@@ -43,10 +44,10 @@ class OnlineTeacherDataset(PoseDataset):
         self.p = p
 
     def __getitem__(self, item) -> dict:
-        index, view = self.view(item)
+        index, out = self.view(item)
         sample = self.samples[index]  # decoded a second time for Z (small next to A forward passes)
-        z = crop_box(load_rgb(sample.image), sample.box, self.size, self.size, pad=self.p, angle_ccw=view.angle_ccw, flip=view.flip)
-        return {"image": to_tensor(view.crop), "pose": torch.as_tensor(view.pose, dtype=torch.float32),
+        z = out.view.crop(load_rgb(sample.image), sample.box, self.size, self.size, pad=self.p)
+        return {"image": to_tensor(out.crop), "pose": torch.as_tensor(out.pose, dtype=torch.float32),
                 "z": to_tensor(z.copy()), "index": index}
 
 
@@ -81,15 +82,16 @@ def run(params: Path = Path("params.yaml"), steps: int = 20, online_steps: int =
     workers = cfg.workers if workers is None else workers
     backbone = cfg.students[0]
     samples = load_samples(cfg.manifest, split="train", boxes=cfg.boxes)[: (steps + 1) * cfg.batch_size]
+    views = draw_views(cfg.views, [x.key for x in samples])
     cache = open_student_cache(cfg.teachers[ENSEMBLE], samples, file_sha256(cfg.manifest), file_sha256(cfg.teacher),
-                               teacher=ENSEMBLE)
+                               teacher=ENSEMBLE, views=views)
     s, p = online_sp or (cache.meta.s, cache.meta.p)
     a_windows = num_windows(s, p)  # validates (s, p) before any timing
     teacher, _ = load_checkpoint(cfg.teacher)
     variants = {
         "a_cache": lambda: _timed_fit(cfg, backbone, lambda o, b: distillation_loss(o, b, cfg.w_cls),
-                                      DistillDataset(samples, {ENSEMBLE: cache}, cfg.input_size, cfg.augment, cfg.seed,
-                                                     cfg.teacher_rotation), workers),
+                                      DistillDataset(samples, {ENSEMBLE: cache}, views, cfg.input_size, cfg.augment,
+                                                     cfg.seed), workers),
         "b_hard_labels": lambda: _timed_fit(cfg, backbone, teacher_loss,
                                             PoseDataset(samples, cfg.input_size, cfg.augment, cfg.seed), workers),
         "c_online_teacher": lambda: _timed_fit(cfg, backbone, online_loss(teacher, s, p, cfg.w_cls),

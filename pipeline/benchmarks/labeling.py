@@ -16,7 +16,7 @@ The variants run interleaved ``repeats`` times; medians and (min, max) are repor
 bytes per image of what a student reads (b1 float16, byte shuffle + gzip) against the same rows
 uncompressed and against all four heads, the random-row read time of each through the
 project's reader, and KL(fp32 || stored) on these real teacher outputs, renormalised as the
-student reads them (:func:`pipeline.distill.teacher_target`).
+student reads them. All per view (R = 1 here); the stage's file holds R views per image.
 """
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 from .. import bins
+from ..augment import View
 from ..cache import CacheMeta, open_cache, write_cache
 from ..config import ConfigError, stage_config
 from ..data import load_samples
-from ..distill import teacher_target
 from ..ensemble import (AUTOCAST_PROB_TOL, autocast_difference, ensemble_distributions, input_hw, native_bf16,
                         num_windows, windows)
 from ..image import crop_box, load_rgb, to_tensor
@@ -89,8 +89,9 @@ def _write(path: Path, meta: CacheMeta, rows: dict[str, np.ndarray], compress: b
     keys = [f"300W_LP/HELEN/HELEN_{i:06d}" for i in range(n)]      # key length of the real datasets
     m = CacheMeta(meta.teacher_sha256, meta.manifest_sha256, meta.s, meta.p, meta.input_size,
                   tuple(int(h[1:]) for h in rows))
-    write_cache(path, m, keys, np.zeros((n, 4), np.float32), bins.expected_angle(rows["b1"], 1), rows,
-                compress=compress)
+    plain = np.tile(View().row(), (n, 1, 1))                        # R = 1: the plain crop
+    write_cache(path, m, keys, np.zeros((n, 4), np.float32), plain, bins.expected_angle(rows["b1"], 1)[:, None],
+                {h: v[:, None] for h, v in rows.items()}, compress=compress)
     return keys
 
 
@@ -109,7 +110,8 @@ def cache_measures(probs: dict[str, np.ndarray], meta: CacheMeta, repeats: int, 
             _write(path, meta, {h: probs[h] for h in heads}, compress)
             out[name] = {"bytes_per_image": _row_bytes(path) / n}
         cache = open_cache(Path(tmp) / "b1-gzip.h5")
-        stored = np.stack([teacher_target(cache.probs(k, 1), None, False, 0.0) for k in cache.keys])
+        stored = np.stack([cache.probs(k, 1) for k in cache.keys]).astype(np.float64)
+        stored /= stored.sum(-1, keepdims=True)                    # as the student reads them
         tiled = np.tile(probs["b1"], (-(-READ_ROWS // n), 1, 1))[:READ_ROWS]
         times = {name: [] for name in ("b1 gzip", "b1 uncompressed")}
         keys = {name: _write(Path(tmp) / f"read-{name.replace(' ', '-')}.h5", meta, {"b1": tiled},
