@@ -71,7 +71,8 @@ class DistillDataset(PoseDataset):
     ``method`` (:mod:`pipeline.teachers`) for that view: ``"teacher"`` (3, q) float32, the
     distribution of eq. 7 (loss ``kl``: one teacher, or ODKD's epoch-weighted primary and
     senior), or ``"teacher_angles"`` (2, 3) float32, the tough and tolerant teachers' angles
-    (loss ``assistive``); none for the hard-label control (loss ``ce``). ``teachers``: name ->
+    (loss ``assistive``; with ``eq7_weight`` > 0 also ``"teacher"``, the tolerant one's
+    distribution); none for the hard-label control (loss ``ce``). ``teachers``: name ->
     open cache; ``views``: (len(samples), R, 5), the rows of :func:`pipeline.views.draw_views`
     (what the caches hold); ``epochs``: of the training run (ODKD's schedule)."""
 
@@ -104,6 +105,8 @@ class DistillDataset(PoseDataset):
         if method.loss == "assistive":
             angles = [self.teachers[name].expected(key, v) for name in (method.tough, method.tolerant)]
             out["teacher_angles"] = torch.as_tensor(np.stack(angles), dtype=torch.float32)
+            if method.eq7_weight > 0:      # eq. 7 beside KD-Loss: the tolerant teacher's distribution
+                out["teacher"] = torch.as_tensor(self._distribution(method.tolerant, key, v), dtype=torch.float32)
             return out
         w = senior_weight(method, epoch, self.epochs)
         target = w * self._distribution(method.teacher, key, v)

@@ -91,13 +91,19 @@ def kd_loss(student: torch.Tensor, truth: torch.Tensor, tough: torch.Tensor, tol
 
 
 def assistive_distillation_loss(outputs: dict[str, torch.Tensor], batch: dict, method,
-                                head: str = "b1") -> tuple[torch.Tensor, dict]:
+                                head: str = "b1", w_cls: float = 0.05) -> tuple[torch.Tensor, dict]:
     """KD-Loss (:func:`kd_loss`) on the student's expected angles (eq. 2 of its RvC ``head``),
     all in units of ``method.angle_unit`` degrees. ``batch["teacher_angles"]`` (B, 2, 3):
-    the tough and the tolerant teacher's angles for the crop (:mod:`pipeline.teachers`)."""
+    the tough and the tolerant teacher's angles for the crop (:mod:`pipeline.teachers`).
+    With ``method.eq7_weight`` > 0, plus that weight times eq. 7 (:func:`distillation_loss`,
+    ``w_cls``) against ``batch["teacher"]``, the tolerant teacher's distribution."""
     unit = method.angle_unit
     student = bins.decode_logits(outputs[head].float(), int(head[1:])) / unit
     teachers = batch["teacher_angles"].float() / unit
-    return kd_loss(student, batch["pose"].float() / unit, teachers[:, 0], teachers[:, 1],
-                   method.main_weight, method.alpha_tough, method.alpha_tough_inner,
-                   method.alpha_tolerant, method.alpha_tolerant_inner, method.beta)
+    total, parts = kd_loss(student, batch["pose"].float() / unit, teachers[:, 0], teachers[:, 1],
+                           method.main_weight, method.alpha_tough, method.alpha_tough_inner,
+                           method.alpha_tolerant, method.alpha_tolerant_inner, method.beta)
+    if method.eq7_weight > 0:   # the distribution too, not only its expected angle
+        eq7, eq7_parts = distillation_loss(outputs, batch, w_cls, head)
+        total, parts = total + method.eq7_weight * eq7, {**parts, **eq7_parts}
+    return total, parts

@@ -150,7 +150,7 @@ def student_loss(method: MethodConfig, w_cls: float):
     """The training loss of a method: eq. 7 (``kl``) or KD-Loss on the expected angles (``assistive``)."""
     head = bins.head_name(STUDENT_BIN)
     if method.loss == "assistive":
-        return functools.partial(assistive_distillation_loss, method=method, head=head)
+        return functools.partial(assistive_distillation_loss, method=method, head=head, w_cls=w_cls)
     if method.loss == "ce":
         return functools.partial(hard_label_loss, head=head)
     return functools.partial(distillation_loss, w_cls=w_cls, head=head)

@@ -20,7 +20,9 @@ distillation method (``distill.method.<name>``) names the teachers it reads and 
 
 * ``loss: assistive``: KD-Loss (Fard & Mahoor, CVIU 2022) on the expected angles, with a
   ``tough`` teacher (trained on the ground truth: the base network) and a ``tolerant`` one
-  (smoother: the ensemble); the formula is :func:`pipeline.losses.kd_loss`.
+  (smoother: the ensemble); the formula is :func:`pipeline.losses.kd_loss`. It supervises the
+  expected angle only; ``eq7_weight`` > 0 adds eq. 7 against the tolerant teacher's
+  distribution beside it.
 
 * ``loss: ce``: the hard-label control, eq. 7's ground-truth term alone; it reads no teacher
   (the ``CE-<backbone>`` row: what the schedule and the views give without any teacher).
@@ -62,6 +64,9 @@ class MethodConfig:
     # KD-Loss was made for normalised coordinates: angles are divided by this many degrees
     # (99: the pose range [-99, 99] becomes [-1, 1], as for the regression head of eq. 3)
     angle_unit: PositiveFloat = 99.0
+    # assistive: weight of eq. 7 (ground-truth CE and KL to the tolerant teacher's distribution)
+    # added to KD-Loss, which alone supervises only the expected angle (issue 23, item 7)
+    eq7_weight: NonNegativeFloat = 0.0
 
     def __post_init__(self):
         check_fields(self)

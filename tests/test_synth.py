@@ -162,3 +162,24 @@ def test_bad_config_names_the_key():
         parse_block(SynthConfig, {"jpeg_quality": [90, 50]}, "synth")
     with pytest.raises(ConfigError, match="synth.train_count"):
         parse_block(SynthConfig, {"train_count": "many"}, "synth")
+
+
+def test_label_noise_moves_only_the_training_labels_never_the_images(tmp_path):
+    exact, noisy = (SynthConfig(out_dir=tmp_path / name, flip_fraction=1.0, label_noise=sigma, **TINY)
+                    for name, sigma in (("exact", 0.0), ("noisy", 4.0)))
+    gaps = []
+    for index in range(40):
+        a = gen._image_sample(exact, exact.out_dir, "300W_LP", index)
+        b = gen._image_sample(noisy, noisy.out_dir, "300W_LP", index)
+        for (_, rel, box, _, pose), (_, rel2, box2, _, noisy_pose) in zip(a, b):
+            assert rel == rel2 and box == box2
+            assert (exact.out_dir / "300W_LP" / rel).read_bytes() == (noisy.out_dir / "300W_LP" / rel).read_bytes()
+            mat = scipy.io.loadmat(noisy.out_dir / "300W_LP" / Path(rel).with_suffix(".mat"))
+            np.testing.assert_allclose(P.pose_from_pose_para(mat["Pose_Para"]), noisy_pose, atol=1e-9)
+        gaps.append(b[0][4] - a[0][4])
+        np.testing.assert_allclose(b[1][4], P.flip_pose(b[0][4]), atol=1e-9)    # the _Flip copy: the same fit
+    gaps = np.array(gaps)
+    assert np.abs(gaps.mean(axis=0)).max() < 2.0 and 2.5 < gaps.std(axis=0).min() and gaps.std(axis=0).max() < 6.0
+    for index in range(5):     # the test sets stay exact
+        assert (gen._image_sample(exact, exact.out_dir, "AFLW2000", index)[0][4]
+                == gen._image_sample(noisy, noisy.out_dir, "AFLW2000", index)[0][4]).all()

@@ -8,7 +8,7 @@ from pipeline import bins
 from pipeline.augment import View
 from pipeline.distill import DistillDataset, open_student_cache
 from pipeline.files import file_sha256
-from pipeline.losses import assistive_distillation_loss, kd_loss
+from pipeline.losses import assistive_distillation_loss, distillation_loss, kd_loss
 from pipeline.model import read_checkpoint
 from pipeline.project import load_stage
 from pipeline.teachers import MethodConfig, filter_noise, senior_weight
@@ -76,6 +76,11 @@ def test_assistive_loss_reads_the_students_expected_angles_in_units_of_99_degree
     want, _ = kd_loss(student, batch["pose"] / 99, batch["teacher_angles"][:, 0] / 99,
                       batch["teacher_angles"][:, 1] / 99)
     assert float(got) == pytest.approx(float(want))
+    teacher = torch.softmax(torch.randn(2, 3, 198), dim=-1)       # eq. 7 beside it: the distribution too
+    both, parts = assistive_distillation_loss({"b1": logits}, {**batch, "teacher": teacher},
+                                              MethodConfig(loss="assistive", eq7_weight=0.5), w_cls=0.2)
+    eq7, _ = distillation_loss({"b1": logits}, {**batch, "teacher": teacher}, w_cls=0.2)
+    assert float(both) == pytest.approx(float(want) + 0.5 * float(eq7), rel=1e-6) and "loss_kl" in parts
 
 
 # --- the dataset and the stage with two teacher caches -----------------------------------
@@ -122,6 +127,10 @@ def test_assistive_items_carry_both_teachers_angles_on_the_replayed_view(tmp_pat
                                        caches[name].expected(sample.key, item["view"]), atol=1e-4)
         flips += View.from_row(views[index, item["view"]]).flip
     assert 0 < flips < len(train)
+    with_eq7 = DistillDataset(train, caches, views, SIZE, STUDENT_AUGMENT, seed=1,
+                              method=MethodConfig(loss="assistive", eq7_weight=1.0))[(0, 0)]
+    want = caches["ensemble"].probs(train[0].key, 1, with_eq7["view"])        # the tolerant teacher's
+    np.testing.assert_allclose(with_eq7["teacher"].numpy(), want / want.sum(-1, keepdims=True), atol=1e-6)
 
 
 def test_the_control_reads_no_teacher_and_replays_the_same_views(tmp_path):

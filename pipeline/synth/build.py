@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..config import AtLeast, Fraction, InRange, NonNegative, Positive, Probability, as_dict, check_fields
+from ..config import (AtLeast, Fraction, InRange, NonNegative, NonNegativeFloat, Positive, Probability, as_dict,
+                      check_fields)
 from ..datasets import biwi
 from ..image import encode_image
 from ..files import atomic_write_bytes
@@ -31,13 +32,14 @@ from ..protocols import BIWI_TEST_SUBJECTS
 from . import writers
 from .contact import contact_sheet
 from .head import FLIP_68, aflw21, landmarks_68, random_head
-from .poses import sample_pose, trajectory
+from .poses import canonical, sample_pose, trajectory
 from .render import Camera, project, render, to_camera, visible
 from .scene import background, degrade, lighting, occlude, to_uint8
 
 SUBSETS_300W_LP = ("AFW", "HELEN", "IBUG", "LFPW")
 _SET_CODES = {"300W_LP": 1, "AFLW2000": 2, "BIWI": 3}
 _HEAD_MM = 230.0   # head height incl. hair, for the image scale
+_NOISE_STREAM = 7  # the label noise's random stream: apart from everything the image is made of
 
 
 Pixels = Annotated[int, AtLeast(32)]           # a rendered image side
@@ -54,6 +56,10 @@ class SynthConfig:
     biwi_subjects: NonNegative = 8   # folders hpdb/01 ...; 06, 07, ... are protocol-3 test
     biwi_frames: NonNegative = 60
     out_of_range: Fraction = 0.02    # fraction with an angle beyond 99 degrees (1 would keep none)
+    # sigma (degrees) of Gaussian noise added to each angle of the 300W-LP-like TRAINING labels
+    # written to the files (the images show the exact pose; AFLW2000 and BIWI stay exact):
+    # 300W-LP's poses are 3DMM fits, not measurements (README "Label noise" for the level)
+    label_noise: NonNegativeFloat = 0.0
     image_size: Pixels = 128         # 300W-LP / AFLW2000 square images
     biwi_size: tuple[Pixels, Pixels] = (160, 120)   # width, height
     jpeg_quality: tuple[Quality, Quality] = (60, 95)   # low, high
@@ -109,6 +115,16 @@ def _still_camera(rng, size: int):
     return camera, np.array([offset[0], offset[1], distance])
 
 
+def fitted_label(cfg: SynthConfig, index: int, pose: np.ndarray) -> np.ndarray:
+    """The label written for 300W-LP-like image ``index`` of exact pose ``pose``: with
+    ``label_noise`` sigma > 0, each angle moved by N(0, sigma) (canonicalised, as every label),
+    from a random stream of its own, so the images are the same bytes with or without noise."""
+    if cfg.label_noise <= 0:
+        return pose
+    noise = _rng(cfg, "300W_LP", index, _NOISE_STREAM).normal(0.0, cfg.label_noise, 3)
+    return canonical(pose + noise)
+
+
 def _image_sample(cfg: SynthConfig, root: Path, dataset: str, index: int):
     rng = _rng(cfg, dataset, index)
     head = random_head(rng)
@@ -124,6 +140,7 @@ def _image_sample(cfg: SynthConfig, root: Path, dataset: str, index: int):
     scale = camera.focal / translation[2]
     records = []
     if dataset == "300W_LP":
+        pose = fitted_label(cfg, index, pose)
         subset = SUBSETS_300W_LP[index % len(SUBSETS_300W_LP)]
         name = f"{subset}_{index + 1:06d}"
         writers.write_300wlp(root / dataset / subset / name, image, quality, pose, lm_px, translation_px, scale)
