@@ -302,7 +302,8 @@ def test_inspect_cache_prints_and_draws(tmp_path):
                                       "--png", str(tmp_path / "d.png"),
                                       "--manifest", str(tmp_path / "manifest.csv")])
     assert result.exit_code == 0, result.output
-    assert "teacher 'ensemble' (rvc labels), schema 3, 2 samples" in result.output and "s=2 p=4 A=25" in result.output
+    assert "teacher 'ensemble' (rvc labels), schema 4, 2 samples" in result.output and "s=2 p=4 A=25" in result.output
+    assert "1 views per image" in result.output and "view 0: plain crop" in result.output
     assert f"truth {samples[0].pose[1]:7.2f}" in result.output
     drawn = cv2.imread(str(tmp_path / "d.png"))
     assert drawn is not None and "crop the teacher saw" not in result.output
@@ -384,14 +385,23 @@ def test_a_complete_current_cache_is_kept_unless_forced_or_stale(tmp_path, capsy
     assert "complete and current" not in capsys.readouterr().out and _sha(cache) != first[1]
 
 
-def test_inspect_draws_the_crop_the_teacher_saw(tmp_path, monkeypatch):
+def test_inspect_draws_each_view_the_teacher_saw(tmp_path, monkeypatch):
     from pipeline import inspect_cache as module
+    from pipeline.augment import View
     samples, _ = make_project(tmp_path, n_train=2, n_test=0)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["views"] = {"count": 3, "rotate": 20.0, "box_shift": 0.1}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     label(tmp_path / "params.yaml")
     drawn = {}
-    monkeypatch.setattr(module, "plot_distributions", lambda png, key, probs, b, expected, truth, crop=None:
-                        drawn.update(crop=crop, truth=truth))
+    monkeypatch.setattr(module, "plot_distributions", lambda png, key, rows, b: drawn.update(rows=rows))
     sample = sorted(samples, key=lambda s: s.key)[1]
-    module.inspect_cache(tmp_path / "cache.h5", sample.key, tmp_path / "x.png", tmp_path / "manifest.csv")
-    np.testing.assert_array_equal(drawn["crop"], crop_box(load_rgb(sample.image), sample.box, SIZE, SIZE))
-    np.testing.assert_allclose(drawn["truth"], sample.pose)
+    lines = module.inspect_cache(tmp_path / "cache.h5", sample.key, tmp_path / "x.png", tmp_path / "manifest.csv")
+    cache = open_cache(tmp_path / "cache.h5")
+    assert len(drawn["rows"]) == 3 and sum(line.startswith("  view ") for line in lines) == 3
+    for r, row in enumerate(drawn["rows"]):
+        view = View.from_row(cache.views(cache.row(sample.key))[r])
+        np.testing.assert_array_equal(row["crop"], view.crop(load_rgb(sample.image), sample.box, SIZE, SIZE))
+        np.testing.assert_allclose(row["truth"], view.pose(sample.pose))      # the label of that view
+        np.testing.assert_array_equal(row["probs"], cache.probs(sample.key, 1, r))
+    np.testing.assert_array_equal(drawn["rows"][0]["crop"], crop_box(load_rgb(sample.image), sample.box, SIZE, SIZE))

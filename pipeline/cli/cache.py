@@ -15,14 +15,14 @@ def inspect_cache(
     path: Annotated[Path, typer.Argument(help="teacher cache, e.g. cache/teacher-labels.h5")],
     keys: Annotated[Optional[str], typer.Option("--keys", help="list the keys matching this glob, e.g. 'AFLW2000/*' or '*'")] = None,
     key: Annotated[Optional[str], typer.Option("--key", help="sample key to show")] = None,
-    png: Annotated[Optional[Path], typer.Option("--png", help="write the key's crop and distributions here")] = None,
+    png: Annotated[Optional[Path], typer.Option("--png", help="draw the key's views here: each crop the teacher saw and its distributions")] = None,
     manifest: Annotated[Optional[Path], typer.Option("--manifest", help="manifest with the ground truth "
                                                      "(default: paths.manifest of --params)")] = None,
     params: Annotated[Path, typer.Option("--params", help="params file")] = Path("params.yaml"),
     verify: Annotated[bool, typer.Option("--verify", help="read every row: checksums, distributions, finite "
                                          "angles and boxes (exit 1 if the file is damaged)")] = False,
 ):
-    """Schema, provenance and size of a teacher cache; one sample's distributions."""
+    """Schema, provenance, views and size of a teacher cache; one sample's views and distributions."""
     from ..config import load_params
     from ..inspect_cache import inspect_cache as describe
 
