@@ -66,7 +66,7 @@ class View:
     box moved by ``shift`` (fractions of its width and height) and its sides scaled by
     ``scale`` about the moved centre; the image rotated by ``angle_ccw`` degrees about the box
     centre; the crop mirrored if ``flip``. The identity view is the plain crop of the box.
-    A teacher cache stores one row of :data:`VIEW_COLUMNS` per view (:mod:`pipeline.views`)."""
+    A teacher cache stores one row per view (:mod:`pipeline.views`), these first."""
     flip: bool = False
     angle_ccw: float = 0.0
     shift: tuple[float, float] = (0.0, 0.0)
@@ -99,11 +99,12 @@ class View:
 
     @classmethod
     def from_row(cls, row) -> "View":
-        flip, angle, shift_x, shift_y, scale = (float(v) for v in row)
+        """The view of a row that starts with :data:`GEOMETRY_COLUMNS`."""
+        flip, angle, shift_x, shift_y, scale = (float(v) for v in row[:len(GEOMETRY_COLUMNS)])
         return cls(flip=bool(flip), angle_ccw=angle, shift=(shift_x, shift_y), scale=scale)
 
 
-VIEW_COLUMNS = ("flip", "angle_ccw", "shift_x", "shift_y", "scale")   # View.row()
+GEOMETRY_COLUMNS = ("flip", "angle_ccw", "shift_x", "shift_y", "scale")   # View.row()
 
 
 def draw_view(rng: np.random.Generator, flip: bool, rotate: float, box_shift: float, box_scale: float) -> View:
@@ -115,6 +116,13 @@ def draw_view(rng: np.random.Generator, flip: bool, rotate: float, box_shift: fl
     shift = tuple(float(v) for v in rng.uniform(-box_shift, box_shift, size=2)) if box_shift > 0 else (0.0, 0.0)
     scale = float(rng.uniform(1 - box_scale, 1 + box_scale)) if box_scale > 0 else 1.0
     return View(mirrored, angle, shift, scale)
+
+
+def photometric(chain: A.Compose, crop: np.ndarray, seed: int) -> np.ndarray:
+    """``crop`` through ``chain`` seeded with ``seed``: the same seed draws the same steps for
+    every crop of the same size (the replayed views apply one to each ensemble window)."""
+    chain.set_random_seed(seed)
+    return chain(image=crop)["image"]
 
 
 def pose_preserving_chain(cfg: AugmentConfig) -> Optional[A.Compose]:
@@ -157,15 +165,17 @@ class Augmenter:
         return out.crop, out.pose
 
     def apply(self, image: np.ndarray, box, pose, rng: np.random.Generator,
-              view: Optional[View] = None) -> Augmented:
+              view: Optional[View] = None, photometric_seed: Optional[int] = None) -> Augmented:
         """Cut ``view`` (a replayed one; default: drawn from ``rng`` by the config's pose-changing
-        settings), then the pose-preserving chain seeded from ``rng``."""
+        settings), then the pose-preserving chain seeded from ``rng``, or from
+        ``photometric_seed`` (a replayed one: :func:`photometric`; a negative seed: no chain)."""
         if view is None:
             view = draw_view(rng, self.cfg.flip, self.cfg.rotate, self.cfg.box_shift, self.cfg.box_scale)
         crop = view.crop(image, box, self.size, self.size)
-        if self.chain is not None:
-            self.chain.set_random_seed(int(rng.integers(2 ** 31)))
-            crop = self.chain(image=crop)["image"]
+        if self.chain is not None and photometric_seed is None:
+            crop = photometric(self.chain, crop, int(rng.integers(2 ** 31)))
+        elif self.chain is not None and photometric_seed >= 0:
+            crop = photometric(self.chain, crop, photometric_seed)
         return Augmented(crop, view.pose(pose), view)
 
 

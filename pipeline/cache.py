@@ -6,9 +6,10 @@ network's single crop (``cache/base-labels.h5``, stage ``base-labels``; s = 1, p
 A student reads any set of them (:mod:`pipeline.teachers`). Layout of each::
 
     /keys              (N,) bytes (UTF-8), sorted; row i belongs to keys[i]
-    /views             (N, R, 5) float32   the R views of each image (:mod:`pipeline.views`),
+    /views             (N, R, 6) float32   the R views of each image (:mod:`pipeline.views`),
                                            columns named in its attribute ``columns`` (flip,
-                                           angle_ccw, shift_x, shift_y, scale); view 0: the plain crop
+                                           angle_ccw, shift_x, shift_y, scale, photometric_seed);
+                                           view 0: the plain crop
     /heads/bK/prob     (N, R, 3, q) float16  eq. 6 on each view: mean softmax of the ensemble,
                                            per angle; the heads of ``ensemble_labels.heads``
                                            (default b1 only: what a student reads, < 1 KB per view)
@@ -59,12 +60,11 @@ import h5py
 import numpy as np
 
 from . import __version__, bins
-from .augment import VIEW_COLUMNS
 from .ensemble import num_windows
 from .errors import PipelineError
 from .files import atomic_write_bytes
 from .pose import ANGLE_NAMES, CONVENTION
-from .views import VIEW_DTYPE
+from .views import VIEW_COLUMNS, VIEW_DTYPE
 
 SCHEMA_VERSION = 4           # 3: teacher name, label kind (issue 15); 4: R views per image (issue 23)
 CHUNK_ROWS = 256             # rows per HDF5 chunk (and per fletcher32 checksum)
@@ -437,7 +437,7 @@ class TeacherCache:
         return self._read("boxes", self.row(key))
 
     def views(self, rows=slice(None)) -> np.ndarray:
-        """(n, R, 5) view parameters (columns :data:`pipeline.augment.VIEW_COLUMNS`)."""
+        """(n, R, 6) view parameters (columns :data:`pipeline.views.VIEW_COLUMNS`)."""
         return self._read("views", rows)
 
     def _view(self, view: int) -> int:

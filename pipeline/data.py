@@ -95,9 +95,11 @@ class PoseDataset(Dataset):
     def poses(self) -> np.ndarray:
         return np.array([s.pose for s in self.samples], dtype=np.float64).reshape(-1, 3)
 
-    def view(self, item, replay: Optional[View] = None) -> tuple[int, Augmented]:
+    def view(self, item, replay: Optional[View] = None, photometric_seed: Optional[int] = None
+             ) -> tuple[int, Augmented]:
         """(index, the crop with its pose and the view it was cut with) of an item; ``replay``:
-        cut this view instead of drawing one (a student replaying its teacher cache)."""
+        cut this view instead of drawing one (a student replaying its teacher cache), and with
+        ``photometric_seed`` its photometric steps too (:meth:`pipeline.augment.Augmenter.apply`)."""
         epoch, index = item if isinstance(item, tuple) else (0, item)
         sample = self.samples[index]
         image = load_rgb(sample.image)
@@ -105,7 +107,8 @@ class PoseDataset(Dataset):
         if self.augmenter is None:
             view = replay or View()
             return index, Augmented(view.crop(image, box, self.size, self.size), view.pose(sample.pose), view)
-        return index, self.augmenter.apply(image, box, sample.pose, sample_rng(self.seed, epoch, index), replay)
+        return index, self.augmenter.apply(image, box, sample.pose, sample_rng(self.seed, epoch, index), replay,
+                                           photometric_seed)
 
     def __getitem__(self, item) -> dict:
         index, view = self.view(item)

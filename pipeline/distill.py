@@ -6,7 +6,8 @@ flip, in-plane rotation, box jitter). In epoch e the student cuts view
 ``replayed_view(seed, e, index, R)`` of each image (the same warp the labelling job cut the
 teacher's receptive field with), its label corrected by the view (:meth:`View.pose`), and its
 target is what each teacher said about that view: no rule is applied to a target. The
-photometric augmentations of section 4.3 come on top, drawn afresh each epoch.
+photometric augmentations of section 4.3 come on top, drawn afresh each epoch, or replayed from
+the view's seed (``views.photometric: replay``: what the teacher saw then went through them too).
 
 A student may read several teachers (:mod:`pipeline.teachers`): the dataset holds one
 :class:`pipeline.cache.TeacherCache` per teacher its method reads, each opening its file lazily
@@ -73,12 +74,14 @@ class DistillDataset(PoseDataset):
     senior), or ``"teacher_angles"`` (2, 3) float32, the tough and tolerant teachers' angles
     (loss ``assistive``; with ``eq7_weight`` > 0 also ``"teacher"``, the tolerant one's
     distribution); none for the hard-label control (loss ``ce``). ``teachers``: name ->
-    open cache; ``views``: (len(samples), R, 5), the rows of :func:`pipeline.views.draw_views`
-    (what the caches hold); ``epochs``: of the training run (ODKD's schedule)."""
+    open cache; ``views``: (len(samples), R, 6), the rows of :func:`pipeline.views.draw_views`
+    (what the caches hold); ``epochs``: of the training run (ODKD's schedule);
+    ``replay_photometric``: the views' photometric seeds are replayed (``views.photometric:
+    replay``) instead of drawing fresh steps each epoch."""
 
     def __init__(self, samples: Sequence[Sample], teachers: dict[str, TeacherCache], views: np.ndarray,
                  size: int, augment: Optional[AugmentConfig] = None, seed: int = 0, bin_size: int = 1,
-                 method: MethodConfig = MethodConfig(), epochs: int = 1):
+                 method: MethodConfig = MethodConfig(), epochs: int = 1, replay_photometric: bool = False):
         super().__init__(samples, size, augment, seed)
         absent = [name for name in method.teachers() if name not in teachers]
         if absent:
@@ -86,7 +89,7 @@ class DistillDataset(PoseDataset):
         if len(views) != len(self.samples):
             raise ValueError(f"{len(views)} rows of views for {len(self.samples)} samples")
         self.teachers, self.views, self.bin_size = teachers, np.asarray(views), bin_size
-        self.method, self.epochs = method, epochs
+        self.method, self.epochs, self.replay_photometric = method, epochs, replay_photometric
 
     def _distribution(self, name: str, key: str, view: int) -> np.ndarray:
         probs = filter_noise(self.teachers[name].probs(key, self.bin_size, view), self.method.floor)
@@ -95,7 +98,8 @@ class DistillDataset(PoseDataset):
     def __getitem__(self, item) -> dict:
         epoch, index = item if isinstance(item, tuple) else (0, item)
         v = replayed_view(self.seed, epoch, index, self.views.shape[1])
-        _, crop = self.view(item, replay=View.from_row(self.views[index, v]))
+        row = self.views[index, v]
+        _, crop = self.view(item, View.from_row(row), int(row[-1]) if self.replay_photometric else None)
         key = self.samples[index].key
         out = {"image": to_tensor(crop.crop), "pose": torch.as_tensor(crop.pose, dtype=torch.float32),
                "index": index, "view": v}

@@ -90,17 +90,28 @@ def ensemble_distributions(model: torch.nn.Module, z: torch.Tensor, s: int, p: i
     ``{head: (B, 3, q) float32}`` for every RvC head in ``bin_sizes``. Windows are fed to the
     model in forward batches of at most ``max(max_windows, A)`` windows (whole images).
     """
-    a = num_windows(s, p)
+    num_windows(s, p)
     h, w = z.shape[2] - 2 * p, z.shape[3] - 2 * p
     views = windows(z, h, w, s)                              # (B, n, n, 3, h, w) views
+    return mean_softmax(model, views, bin_sizes, max_windows, autocast_dtype, channels_last)
+
+
+@torch.no_grad()
+def mean_softmax(model: torch.nn.Module, windows: torch.Tensor, bin_sizes: Sequence[int], max_windows: int = 512,
+                 autocast_dtype: Optional[torch.dtype] = None, channels_last: bool = False) -> dict[str, torch.Tensor]:
+    """Eq. 6 on given windows: (B, ..., 3, h, w), the A windows of each image in the middle
+    dimensions (strided views of Z, or windows made one by one) -> ``{head: (B, 3, q)}``, the
+    mean over A of each window's softmax; forward batches of whole images, at most
+    ``max(max_windows, A)`` windows."""
+    a = int(np.prod(windows.shape[1:-3]))
     per_forward = max(1, max_windows // a)
     heads = [bins.head_name(b) for b in bin_sizes]
     sums = {head: [] for head in heads}
-    for start in range(0, z.shape[0], per_forward):
-        batch = views[start:start + per_forward].flatten(0, 2)   # one copy: (b*A, 3, h, w)
+    for start in range(0, windows.shape[0], per_forward):
+        batch = windows[start:start + per_forward].flatten(0, windows.dim() - 4)   # one copy: (b*A, 3, h, w)
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with _autocast(z.device, autocast_dtype):
+        with _autocast(windows.device, autocast_dtype):
             out = model(batch)
         for head in heads:
             if head not in out:

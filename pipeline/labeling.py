@@ -36,14 +36,14 @@ from .config import FromBlock, FromPaths, NonEmpty, NonNegative, Positive
 from .data import load_samples, samples_sha256
 from .distributed import DistContext, check_device
 from .errors import PipelineError
-from .ensemble import check_stride_padding, choose_precision, ensemble_distributions, input_hw
-from .augment import View
-from .image import ImageError, check_box, load_rgb, to_tensor
+from .ensemble import check_stride_padding, choose_precision, ensemble_distributions, input_hw, mean_softmax
+from .augment import View, photometric
+from .image import ImageError, check_box, load_rgb, to_tensor, to_tensor_batch
 from .manifest import Sample
 from .files import file_sha256
 from .model import checkpoint_sha256, load_checkpoint
 from .stage_metrics import write_stage_metrics
-from .views import ViewsConfig, draw_views
+from .views import ViewsConfig, draw_views, replayed_chain
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,11 +98,14 @@ PRECISION_CHECK_IMAGES = 32   # bf16 must pass the 2e-3 check on all of them (th
 
 class ReceptiveFieldDataset(Dataset):
     """Item i -> (i, Z tensor (R, 3, h+2p, w+2p) ImageNet-normalised: the receptive field of
-    each view of sample i (``views`` (N, R, 5), :mod:`pipeline.views`; None: the plain crop,
-    R = 1), error message or "")."""
+    each view of sample i (``views`` (N, R, 6), :mod:`pipeline.views`; None: the plain crop,
+    R = 1), error message or ""). With ``chain`` (replayed photometric views) the item holds the
+    ensemble's windows instead, (R, A, 3, h, w) at stride ``s``, each put through ``chain`` with
+    its view's seed: the same pixels as the student's crop for the centre window."""
 
-    def __init__(self, samples: Sequence[Sample], h: int, w: int, p: int, views: Optional[np.ndarray] = None):
-        self.samples, self.h, self.w, self.p = list(samples), h, w, p
+    def __init__(self, samples: Sequence[Sample], h: int, w: int, p: int, views: Optional[np.ndarray] = None,
+                 chain=None, s: int = 1):
+        self.samples, self.h, self.w, self.p, self.chain, self.s = list(samples), h, w, p, chain, s
         if views is not None and len(views) != len(self.samples):
             raise LabelingError(f"{len(views)} rows of views for {len(self.samples)} samples")
         self.views = views
@@ -117,8 +120,21 @@ class ReceptiveFieldDataset(Dataset):
             box = check_box(sample.box, image.shape[1], image.shape[0], where=sample.key)
         except ImageError as exc:  # reported by the main process, not deep in a worker
             return i, None, f"{sample.key}: {exc}"
-        views = [View()] if self.views is None else [View.from_row(row) for row in self.views[i]]
-        return i, torch.stack([to_tensor(v.crop(image, box, self.h, self.w, pad=self.p)) for v in views]), ""
+        rows = [(*View().row(), -1)] if self.views is None else self.views[i]
+        if self.chain is None:
+            return i, torch.stack([to_tensor(View.from_row(r).crop(image, box, self.h, self.w, pad=self.p))
+                                   for r in rows]), ""
+        return i, torch.stack([self._windows(image, box, r) for r in rows]), ""
+
+    def _windows(self, image: np.ndarray, box, row) -> torch.Tensor:
+        """(A, 3, h, w): the windows of eq. 5 of one view's Z, each through the photometric chain
+        seeded by the view (none for a negative seed)."""
+        z = View.from_row(row).crop(image, box, self.h, self.w, pad=self.p)
+        n, seed = 2 * self.p // self.s + 1, int(row[-1])
+        cut = [z[self.s * i:self.s * i + self.h, self.s * j:self.s * j + self.w] for i in range(n) for j in range(n)]
+        if seed >= 0:
+            cut = [photometric(self.chain, np.ascontiguousarray(c), seed) for c in cut]
+        return to_tensor_batch(np.stack(cut))
 
 
 def collate_fields(items):
@@ -138,13 +154,14 @@ def index_batches(n: int, batch_size: int) -> list[list[int]]:
 
 def receptive_fields(samples: Sequence[Sample], hw: tuple[int, int], p: int,
                      batches: Sequence[Sequence[int]], device: torch.device, num_workers: int = 0,
-                     views: Optional[np.ndarray] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                     views: Optional[np.ndarray] = None, chain=None, s: int = 1
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``(idx, Z on device)`` for every batch of ``batches``: Z (B R, 3, h + 2p, w + 2p), the R
-    views of each sample in turn (``views``: see :class:`ReceptiveFieldDataset`), decoded and
-    warped in DataLoader workers; a sample whose image cannot be decoded is a LabelingError
-    naming it."""
+    views of each sample in turn (``views``, ``chain``, ``s``: see :class:`ReceptiveFieldDataset`;
+    with a chain, the windows (B R, A, 3, h, w)), decoded and warped in DataLoader workers; a
+    sample whose image cannot be decoded is a LabelingError naming it."""
     h, w = hw
-    loader = DataLoader(ReceptiveFieldDataset(samples, h, w, p, views), batch_sampler=batches,
+    loader = DataLoader(ReceptiveFieldDataset(samples, h, w, p, views, chain, s), batch_sampler=batches,
                         num_workers=num_workers, collate_fn=collate_fields,
                         pin_memory=device.type == "cuda", persistent_workers=False)
     for idx, z, errors in loader:
@@ -157,30 +174,38 @@ def ensemble_batches(model: torch.nn.Module, samples: Sequence[Sample], points: 
                      bin_sizes: Sequence[int], batches: Sequence[Sequence[int]], hw: tuple[int, int],
                      device: torch.device, num_workers: int = 0, max_windows: int = 512,
                      bf16: bool = False, channels_last: bool = False, desc: str = "", progress: bool = True,
-                     views: Optional[np.ndarray] = None
+                     views: Optional[np.ndarray] = None, chain=None
                      ) -> Iterator[tuple[torch.Tensor, dict[Point, dict[str, torch.Tensor]]]]:
     """The ensemble (eq. 6) of ``model`` (ready on ``device``, eval mode) over the views of ``samples``.
 
     Yields, for every batch of ``batches`` (lists of indices into ``samples``), in order:
     ``(idx, {(s, p): {"bK": (B, R, 3, q) float32 on device}})`` for each point and head of
-    ``bin_sizes``, R the views per sample (``views`` (N, R, 5), :mod:`pipeline.views`; None:
+    ``bin_sizes``, R the views per sample (``views`` (N, R, 6), :mod:`pipeline.views`; None:
     the plain crop, R = 1). Z is built once per view with the largest p of ``points`` (input ``hw``);
-    the Z of a smaller p is its centre. A sample whose image cannot be decoded is a
+    the Z of a smaller p is its centre. With ``chain`` (views with replayed photometric seeds:
+    one point only) the windows are made one by one, each through the chain (see
+    :class:`ReceptiveFieldDataset`). A sample whose image cannot be decoded is a
     LabelingError naming it. ``bf16``: bf16 autocast (chosen and checked by the caller:
     :func:`pipeline.ensemble.choose_precision`); ``channels_last``: windows in the memory
     layout of a channels_last model (2x faster on CPU, measured)."""
     h, w = hw
     p_max = max(p for _, p in points)
     r = 1 if views is None else views.shape[1]
+    if chain is not None and len(points) != 1:
+        raise LabelingError("replayed photometric views are labelled at one (s, p) at a time")
+    autocast = torch.bfloat16 if bf16 else None
     with tqdm(total=sum(len(b) for b in batches), unit="img", desc=desc,
               disable=not progress, dynamic_ncols=True) as bar:
-        for idx, z in receptive_fields(samples, hw, p_max, batches, device, num_workers, views):
+        for idx, z in receptive_fields(samples, hw, p_max, batches, device, num_workers, views, chain,
+                                       points[0][0]):
             probs = {}
             for s, p in points:
-                centre = z[:, :, p_max - p:p_max + p + h, p_max - p:p_max + p + w]
-                out = ensemble_distributions(model, centre, s, p, bin_sizes, max_windows=max_windows,
-                                             autocast_dtype=torch.bfloat16 if bf16 else None,
-                                             channels_last=channels_last)
+                if chain is not None:          # z: the windows, already cut
+                    out = mean_softmax(model, z, bin_sizes, max_windows, autocast, channels_last)
+                else:
+                    centre = z[:, :, p_max - p:p_max + p + h, p_max - p:p_max + p + w]
+                    out = ensemble_distributions(model, centre, s, p, bin_sizes, max_windows=max_windows,
+                                                 autocast_dtype=autocast, channels_last=channels_last)
                 probs[(s, p)] = {head: prob.unflatten(0, (-1, r)) for head, prob in out.items()}
             bar.update(len(idx))
             yield idx, probs
@@ -328,8 +353,8 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
     try:
         labelled = sum(len(builder.chunk_keys(c)) for c in builder.pending())   # by all ranks (counted before any starts)
         distributed.barrier(ctx)
-        _label_chunks(builder, samples, view_rows, builder.pending(rank, world), model, dev, meta, batch_size,
-                      num_workers, bf16, max_windows, progress and rank == 0)
+        _label_chunks(builder, samples, view_rows, replayed_chain(views), builder.pending(rank, world), model,
+                      dev, meta, batch_size, num_workers, bf16, max_windows, progress and rank == 0)
         distributed.barrier(ctx)
         path = builder.finish() if rank == 0 else None
         return Labelled(path, labelled, time.perf_counter() - start, meta.precision)
@@ -338,7 +363,7 @@ def label_samples(samples: Sequence[Sample], model: torch.nn.Module, out_path: s
         distributed.barrier(ctx)
 
 
-def _label_chunks(builder: CacheBuilder, samples, view_rows, pending, model, dev, meta, batch_size,
+def _label_chunks(builder: CacheBuilder, samples, view_rows, chain, pending, model, dev, meta, batch_size,
                   num_workers, bf16, max_windows, show_progress) -> None:
     # batches never cross a chunk boundary, so a chunk is written as soon as it is done
     batches, chunk_of_batch = [], []
@@ -354,7 +379,8 @@ def _label_chunks(builder: CacheBuilder, samples, view_rows, pending, model, dev
                                                     meta.input_size, dev, num_workers, max_windows,
                                                     bf16=bf16, channels_last=True,
                                                     desc=f"ensemble A={meta.A} x {meta.views} views {meta.precision}",
-                                                    progress=show_progress, views=view_rows), chunk_of_batch):
+                                                    progress=show_progress, views=view_rows, chain=chain),
+                                   chunk_of_batch):
         if chunk != current:
             current, acc, done = chunk, {"idx": [], **{k: [] for k in heads}}, 0
         acc["idx"].append(idx.numpy())

@@ -40,7 +40,7 @@ from .backbones import check_backbone
 from .model import build_model, checkpoint_meta, load_checkpoint, weights_fingerprint
 from .teachers import RUN_SEPARATOR, MethodConfig
 from .train import TRAINING_CODE_MODULES, TrainingStageConfig, fit
-from .views import ViewsConfig, draw_views
+from .views import REPLAYED_CHAIN, ViewsConfig, draw_views
 
 STUDENT_BIN = 1
 
@@ -93,6 +93,10 @@ class DistillConfig(TrainingStageConfig):
             raise ValueError("augment: flip, rotate, box_shift and box_scale must be off for students: "
                              "their pose-changing augmentations are the views their teacher caches were "
                              "labelled on (the `views` block, pipeline/views.py)")
+        if self.views.photometric == "replay" and dataclasses.replace(
+                a, flip=REPLAYED_CHAIN.flip, rotate=REPLAYED_CHAIN.rotate) != REPLAYED_CHAIN:
+            raise ValueError("augment: with views.photometric replay the student replays the full chain of "
+                             "section 4.3 the teacher's windows went through: leave every photometric group on")
 
     def runs(self) -> list[Run]:
         """(backbone, method, seed) of every student run, backbones first, then methods."""
@@ -173,7 +177,8 @@ def distill(cfg: DistillConfig, run: Run, on_step=None) -> Optional[dict]:
                                         samples_sha, teacher=t, views=views) for t in dict.fromkeys(method.teachers())}
         train_samples, val_samples = holdout_split(samples, cfg.val_fraction, cfg.val_group)
         train_set = DistillDataset(train_samples, caches, draw_views(cfg.views, [s.key for s in train_samples]),
-                                   cfg.input_size, cfg.augment, cfg.seed, STUDENT_BIN, method, cfg.epochs)
+                                   cfg.input_size, cfg.augment, cfg.seed, STUDENT_BIN, method, cfg.epochs,
+                                   replay_photometric=cfg.views.photometric == "replay")
         val_set = PoseDataset(val_samples, cfg.input_size)
         provenance = {t: cache_provenance(c) for t, c in caches.items()}
         if ctx.is_main:

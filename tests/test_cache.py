@@ -68,9 +68,10 @@ def test_layout_dtypes_and_attrs(tmp_path):
         assert f["expected"].shape == (5, 2, 3)
         np.testing.assert_allclose(f["expected"][()], bins.expected_angle(probs["b1"], 1), atol=1e-4)
         np.testing.assert_array_equal(f["boxes"][()], boxes)
-        assert f["views"].shape == (5, 2, 5) and f["views"].attrs["columns"] == "flip,angle_ccw,shift_x,shift_y,scale"
+        assert f["views"].shape == (5, 2, 6)
+        assert f["views"].attrs["columns"] == "flip,angle_ccw,shift_x,shift_y,scale,photometric_seed"
         np.testing.assert_array_equal(f["views"][()], _views())
-        np.testing.assert_array_equal(f["views"][:, 0], [[0, 0, 0, 0, 1]] * 5)   # view 0: the plain crop
+        np.testing.assert_array_equal(f["views"][:, 0], [[0, 0, 0, 0, 1, -1]] * 5)   # view 0: the plain crop
         attrs = dict(f.attrs)
         assert attrs["A"] == 25 and attrs["s"] == 2 and attrs["p"] == 4 and attrs["views"] == 2
         assert attrs["views_config"] == VIEWS.describe()
@@ -183,7 +184,7 @@ def test_write_part_checks_shapes(tmp_path):
         with pytest.raises(CacheError, match="prob_b1 shape"):
             builder.write_part(0, np.zeros((2, 4)), _views()[:2], {"b1": np.zeros((2, 2, 3, 99)),
                                                                    "b2": np.zeros((2, 2, 3, 99))})
-        with pytest.raises(CacheError, match=r"views shape \(2, 1, 5\) != \(2, 2, 5\)"):
+        with pytest.raises(CacheError, match=r"views shape \(2, 1, 6\) != \(2, 2, 6\)"):
             builder.write_part(0, np.zeros((2, 4)), _views()[:2, :1], _probs(2))
 
 

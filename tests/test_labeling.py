@@ -84,18 +84,64 @@ def test_every_view_is_labelled_on_the_crop_the_student_cuts(tmp_path):
     views = ViewsConfig(**params["views"])
     assert cache.meta.views == 3 and cache.meta.views_config == views.describe()
     np.testing.assert_array_equal(cache.views(), draw_views(views, cache.keys))
-    assert len({View.from_row(r).flip for r in cache.views()[:, 1:].reshape(-1, 5)}) == 2   # both mirrored and not
+    assert len({View.from_row(r).flip for r in cache.views()[:, 1:].reshape(-1, 6)}) == 2   # both mirrored and not
     for s in train:
         image = load_rgb(s.image)
         z = torch.stack([to_tensor(View.from_row(r).crop(image, s.box, SIZE, SIZE, pad=4))
                          for r in cache.views(cache.row(s.key))])
         direct = ensemble_distributions(model, z, 2, 4, (1, 2))
         for r in range(3):   # view r is the teacher's ensemble on exactly that view's receptive field
-            np.testing.assert_allclose(cache.probs(s.key, 1, r), direct["b1"][r].numpy(), atol=1e-3)
-            np.testing.assert_allclose(cache.probs(s.key, 2, r), direct["b2"][r].numpy(), atol=1e-3)
+            np.testing.assert_allclose(cache.probs(s.key, 1, r), direct["b1"][r].numpy(), atol=1e-5)
+            np.testing.assert_allclose(cache.probs(s.key, 2, r), direct["b2"][r].numpy(), atol=1e-5)
         plain = ensemble_distributions(model, to_tensor(crop_box(image, s.box, SIZE, SIZE, 4))[None], 2, 4, (1,))
-        np.testing.assert_allclose(cache.probs(s.key, 1, 0), plain["b1"][0].numpy(), atol=1e-3)   # view 0: the box
+        np.testing.assert_allclose(cache.probs(s.key, 1, 0), plain["b1"][0].numpy(), atol=1e-5)   # view 0: the box
         assert np.abs(cache.probs(s.key, 1, 1) - cache.probs(s.key, 1, 0)).max() > 2e-4   # another crop, another answer
+
+
+def test_replayed_photometric_views_put_every_window_through_the_students_chain(tmp_path):
+    from pipeline.augment import AugmentConfig, View
+    from pipeline.data import PoseDataset
+    from pipeline.distill import DistillDataset
+    from pipeline.ensemble import mean_softmax
+    from pipeline.views import REPLAYED_CHAIN, ViewsConfig, draw_views, replayed_chain
+    samples, model = make_project(tmp_path, n_train=3, n_test=0, s=2, p=2)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["views"] = {"count": 3, "rotate": 10.0, "photometric": "replay"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    label(tmp_path / "params.yaml", ["ensemble_labels.heads=[1]"])
+    cache = open_cache(tmp_path / "cache.h5")
+    train = sorted((s for s in samples if s.split == "train"), key=lambda s: s.key)
+    views = draw_views(ViewsConfig(**params["views"]), [s.key for s in train])
+    assert (views[:, 0, -1] == -1).all() and (views[:, 1:, -1] >= 0).all()     # view 0 stays clean
+    chain = replayed_chain(ViewsConfig(**params["views"]))
+    student = DistillDataset(train, {"ensemble": cache}, views, SIZE, AugmentConfig(flip=False, rotate=0.0),
+                             replay_photometric=True)
+    for i, s in enumerate(train):
+        image = load_rgb(s.image)
+        for r in range(3):
+            view, seed = View.from_row(views[i, r]), int(views[i, r, -1])
+            z = view.crop(image, s.box, SIZE, SIZE, pad=2)
+            cut = [z[2 * a:2 * a + SIZE, 2 * b:2 * b + SIZE] for a in range(3) for b in range(3)]
+            if seed >= 0:                        # the same steps for every window of the view
+                cut = [chain.set_random_seed(seed) or chain(image=np.ascontiguousarray(c))["image"] for c in cut]
+            want = mean_softmax(model, torch.stack([to_tensor(c) for c in cut])[None], (1,))["b1"][0]
+            np.testing.assert_allclose(cache.probs(s.key, 1, r), want.numpy(), atol=1e-5)   # float16 rounding
+            # the student: the same view through the same steps (its crop is Z's centre window up to
+            # the warp's fixed-point rounding, which moves a few pixels of these noise images)
+            own = view.crop(image, s.box, SIZE, SIZE)
+            assert (own != z[2:2 + SIZE, 2:2 + SIZE]).mean() < 0.1
+            if seed >= 0:
+                own = chain.set_random_seed(seed) or chain(image=own)["image"]
+            epoch = next(e for e in range(9) if student[(e, i)]["view"] == r)
+            np.testing.assert_allclose(student[(epoch, i)]["image"].numpy(), to_tensor(own).numpy(), atol=1e-6)
+    assert not np.allclose(to_tensor(cut[4]).numpy(), to_tensor(z[2:2 + SIZE, 2:2 + SIZE]).numpy())   # it did change
+    from pipeline.student import DistillConfig
+    with pytest.raises(ValueError, match="leave every photometric group on"):
+        DistillConfig(manifest=Path("m.csv"), boxes=None, teachers={"ensemble": Path("c.h5")}, teacher=None,
+                      checkpoint_dir=Path("s"),
+                      views=ViewsConfig(photometric="replay"),
+                      augment=AugmentConfig(flip=False, rotate=0.0, coarse_dropout=False))
+    assert REPLAYED_CHAIN.coarse_dropout and REPLAYED_CHAIN.color
 
 
 def test_base_labels_stage_writes_the_single_crop_teacher_in_its_own_file(tmp_path):
