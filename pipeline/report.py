@@ -2,10 +2,11 @@
 from the evaluate stage's metrics and predictions. Pure presentation: no model runs here.
 
 Table: one block per protocol, rows Base / Ensemble / <METHOD>-<backbone> (KD: the paper's
-single teacher; ODKD, KDLOSS: two teachers), for every test set the MAE of pitch, yaw, roll and
-their mean, and the mean's relative change against Base. Below it, the claims (the paper's
-Ensemble < Base, KD < Base, KD < Ensemble; each two-teacher row against Base, Ensemble and
-single-teacher KD) with the intervals and verdicts of the evaluate stage; then the ensemble grid chosen on validation and the single
+single teacher; CE: the hard-label control; ODKD, KDLOSS: two teachers), for every test set the
+MAE of pitch, yaw, roll and their mean, and the mean's relative change against Base. Below it,
+the claims (the paper's Ensemble < Base, KD < Base, KD < Ensemble; KD < CE; each two-teacher row
+against Base, Ensemble, CE and single-teacher KD) with the intervals and verdicts of the
+evaluate stage; then the ensemble grid chosen on validation and the single
 window's error by shift. Figure: test crops with the predicted pose axes bold and the ground
 truth thin.
 """
@@ -140,7 +141,8 @@ def report_markdown(all_metrics: Sequence[Mapping], figure: str | None = None, p
     out = ["# Results (paper table 5 shape): MAE in degrees, lower is better", "",
            (f"Produced by the `{profile}` profile (params.yaml `report.profile`). " if profile else "")
            + "Relative change of the mean MAE against Base per test set (negative = better); "
-           "a student row (KD: one teacher, the paper; ODKD, KDLOSS: two teachers, pipeline/teachers.py) "
+           "a student row (KD: one teacher, the paper; CE: the same student, schedule and views on the "
+           "ground truth alone, the control; ODKD, KDLOSS: two teachers, pipeline/teachers.py) "
            "is the mean over its student seeds.", ""]
     for metrics in sorted(all_metrics, key=lambda m: m["protocol"]):
         out.append(results_table(metrics))
