@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import ConfigError
-from pipeline.readme_results import BEGIN, END, update_readme
+from pipeline.readme_results import BEGIN, END, markers, update_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,3 +38,16 @@ def test_the_project_readme_has_one_generated_results_section():
     assert text.count(BEGIN) == 1 and text.count(END) == 1 and text.index(BEGIN) < text.index(END)
     block = text[text.index(BEGIN):text.index(END)]
     assert "Produced by the `" in block and "Generated from `reports/results.md` of:" in block
+
+
+def test_named_sections_are_filled_one_at_a_time(tmp_path):
+    readme, report = tmp_path / "README.md", tmp_path / "results.md"
+    noisy_begin, noisy_end = markers("noisy")
+    readme.write_text(f"{BEGIN}\nmain\n{END}\n\n{noisy_begin}\nold noisy\n{noisy_end}\n")
+    report.write_text("# Results\n\n| Base | 5.000 |\n")
+    update_readme(readme, report, "pipeline profile noisy && dvc repro", section="noisy")
+    text = readme.read_text()
+    assert f"{BEGIN}\nmain\n{END}" in text and "old noisy" not in text and "| Base | 5.000 |" in text
+    assert text.index(noisy_begin) < text.index("| Base | 5.000 |") < text.index(noisy_end)
+    with pytest.raises(ConfigError, match="no results markers .*results:deep:begin"):
+        update_readme(readme, report, "x", section="deep")

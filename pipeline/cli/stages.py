@@ -97,9 +97,11 @@ def readme_results(
     command: Annotated[str, typer.Option("--command", help="how the quoted run was made (written above the numbers)")],
     report: Annotated[Path, typer.Option("--report", help="the report stage's markdown")] = Path("reports/results.md"),
     readme: Annotated[Path, typer.Option("--readme", help="README to update")] = Path("README.md"),
+    section: Annotated[str, typer.Option("--section", help="a named results section (one per profile "
+                                         "quoted, e.g. noisy); default: the main one")] = "",
 ):
     """Copy a run's reports/results.md into README.md's results section (between its markers)."""
     from ..readme_results import update_readme
 
-    update_readme(readme, report, command)
-    typer.echo(f"{readme}: results section replaced from {report}")
+    update_readme(readme, report, command, section)
+    typer.echo(f"{readme}: results section {section or '(main)'} replaced from {report}")
