@@ -64,7 +64,7 @@ def stage_configs():
     return found
 
 
-@pytest.mark.parametrize("profile", [None, "paper"])
+@pytest.mark.parametrize("profile", [None] + sorted(p.stem for p in (ROOT / "profiles").glob("*.yaml")))
 def test_every_params_block_parses_into_its_stage_config(profile, tmp_path):
     """The default params and every profile applied to them are valid for every stage
     (typed configs reject unknown keys; path keys come from the `paths` block)."""
@@ -75,7 +75,9 @@ def test_every_params_block_parses_into_its_stage_config(profile, tmp_path):
     shutil.copy(ROOT / "params.yaml", path)
     if profile:
         changed = apply_profile(ROOT / "profiles" / f"{profile}.yaml", path)
-        assert "paths.data_root" in changed and "train_teacher.backbone" in changed
+        assert "report.profile" in changed
+        if profile == "paper":
+            assert "paths.data_root" in changed and "train_teacher.backbone" in changed
         assert path.read_text().count("#") == (ROOT / "params.yaml").read_text().count("#")  # comments kept
     params = load_params(path)
     configs = stage_configs()
@@ -88,6 +90,13 @@ def test_every_params_block_parses_into_its_stage_config(profile, tmp_path):
             pytest.fail(f"{profile}: {exc}")
         if hasattr(cfg, "manifest"):
             assert str(cfg.manifest) == params["paths"]["manifest"]
+    # a fair schedule (issue 23): students train as long as the teacher, with its pose-changing
+    # augmentations through the views they replay
+    teacher, student = params["train_teacher"], params["distill"]
+    assert student["epochs"] == teacher["epochs"], profile
+    for key in ("flip", "rotate", "box_shift", "box_scale"):
+        assert params["views"][key] == teacher["augment"].get(key, 0.0 if key.startswith("box") else None), (profile, key)
+    assert params["views"]["count"] > 1
 
 
 def test_a_profile_key_the_params_lack_is_an_error(tmp_path):
