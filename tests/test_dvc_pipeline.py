@@ -26,8 +26,9 @@ TINY = {
     "ensemble_labels": {"s": 2, "p": 2, "chunk_size": 16, "num_workers": 0},
     "base_labels": {"chunk_size": 16, "num_workers": 0},
     "ensemble_grid": {"strides": [2], "paddings": [0, 2], "num_workers": 0},
+    "views": {"count": 3},
     "distill": {"epochs": 2, "input_size": 32, "batch_size": 8, "workers": 0, "seeds": [0, 1],
-                "methods": ["kd", "odkd", "kdloss"]},
+                "methods": ["kd", "ce", "odkd", "kdloss"]},
     "evaluate": {"num_workers": 0},
 }
 
