@@ -264,7 +264,7 @@ class CacheBuilder:
 
     def write_part(self, index: int, boxes: np.ndarray, views: np.ndarray,
                    probs: Mapping[str, np.ndarray]) -> None:
-        """Store one finished chunk: ``views`` (n, R, 5) the views labelled, ``probs[head]``
+        """Store one finished chunk: ``views`` (n, R, len(VIEW_COLUMNS)) the views labelled, ``probs[head]``
         (n, R, 3, q) float32 ensemble distributions of each view."""
         n, r = len(self.chunk_keys(index)), self.meta.views
         arrays = {"boxes": np.asarray(boxes, dtype=np.float32), "views": np.asarray(views, dtype=VIEW_DTYPE)}
@@ -304,6 +304,10 @@ def write_cache(path: str | Path, meta: CacheMeta, keys: Sequence[str], boxes: n
     written last. A failed write (disk full) leaves nothing behind and raises a WriteError
     naming ``path``.
     ``compress=False``: the distributions uncompressed (the benchmark's comparison)."""
+    views = np.asarray(views, VIEW_DTYPE)
+    if views.shape != (len(keys), meta.views, len(VIEW_COLUMNS)):
+        raise CacheError(f"{path}: views of shape {views.shape}, expected {(len(keys), meta.views, len(VIEW_COLUMNS))} "
+                         f"({','.join(VIEW_COLUMNS)})")
     encoded = [k.encode("utf-8") for k in keys]
     width = max((len(k) for k in encoded), default=1)
 
@@ -323,7 +327,7 @@ def write_cache(path: str | Path, meta: CacheMeta, keys: Sequence[str], boxes: n
     buf = io.BytesIO()
     with h5py.File(buf, "w", libver=LIBVER, track_order=True) as f:
         dataset(f, "keys", np.array(encoded, dtype=f"S{width}"))
-        dataset(f, "views", np.asarray(views, VIEW_DTYPE))
+        dataset(f, "views", views)
         f["views"].attrs["columns"] = ",".join(VIEW_COLUMNS)
         heads = f.create_group("heads", track_order=True)
         for b in meta.bin_sizes:

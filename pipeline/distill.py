@@ -41,7 +41,7 @@ def open_student_cache(path: str | Path, samples: Sequence[Sample], manifest_sha
     """The cache checked against what the student trains on: manifest, keys, the head, the
     teacher checkpoint (if given), the teacher's name (``teacher``, if given), the boxes the
     teacher saw (a relabel run changes them), the image bytes (``samples_sha256``, if given),
-    the views it will replay (``views`` (len(samples), R, 5), if given: what the ``views`` block
+    the views it will replay (``views`` (len(samples), R, len(VIEW_COLUMNS)), if given: what the ``views`` block
     draws), and every row of the head it reads (checksums and distributions: a damaged file
     fails here, not mid-epoch)."""
     cache = open_cache(path, Expect(manifest_sha256=manifest_sha256, keys=[s.key for s in samples],

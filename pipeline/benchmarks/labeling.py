@@ -33,7 +33,6 @@ import numpy as np
 import torch
 
 from .. import bins
-from ..augment import View
 from ..cache import CacheMeta, open_cache, write_cache
 from ..config import ConfigError, stage_config
 from ..data import load_samples
@@ -42,6 +41,7 @@ from ..ensemble import (AUTOCAST_PROB_TOL, autocast_difference, ensemble_distrib
 from ..image import crop_box, load_rgb, to_tensor
 from ..labeling import PRECISION_CHECK_IMAGES, EnsembleLabelsConfig, label_samples
 from ..model import load_checkpoint
+from ..views import ViewsConfig, draw_views
 
 READ_ROWS = 4096          # rows of the read-time files (real rows tiled): 16 chunks, as on real data
 READS = 512               # random rows read per timing
@@ -89,7 +89,7 @@ def _write(path: Path, meta: CacheMeta, rows: dict[str, np.ndarray], compress: b
     keys = [f"300W_LP/HELEN/HELEN_{i:06d}" for i in range(n)]      # key length of the real datasets
     m = CacheMeta(meta.teacher_sha256, meta.manifest_sha256, meta.s, meta.p, meta.input_size,
                   tuple(int(h[1:]) for h in rows))
-    plain = np.tile(View().row(), (n, 1, 1))                        # R = 1: the plain crop
+    plain = draw_views(ViewsConfig(count=1), keys)                  # R = 1: the plain crop
     write_cache(path, m, keys, np.zeros((n, 4), np.float32), plain, bins.expected_angle(rows["b1"], 1)[:, None],
                 {h: v[:, None] for h, v in rows.items()}, compress=compress)
     return keys
