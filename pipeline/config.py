@@ -146,6 +146,14 @@ Fraction = Annotated[float, InRange(0, 1, high_open=True)]     # a share of the 
 Probability = Annotated[float, InRange(0, 1)]                  # thresholds, IoU
 
 
+def yaml_problem(exc: Exception) -> str:
+    """A YAML parser's error (PyYAML's or ruamel's) on one line: where and what."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or problem is None:
+        return " ".join(str(exc).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict:
     path = Path(path)
     try:
@@ -157,7 +165,7 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the params file ({exc.strerror})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of stage blocks")
     return data

@@ -20,12 +20,24 @@ class WriteError(PipelineError):
     pass
 
 
+def output_folder(path: str | Path) -> Path:
+    """``path`` as a folder, created with its parents if missing; a :class:`WriteError` naming it
+    when it cannot be (a file is in the way, no permission)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else exc.strerror or exc
+        raise WriteError(f"{path}: cannot create this folder ({why}); nothing was written") from None
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``,
     on any error it is removed (OSError becomes a :class:`WriteError` naming ``path``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    output_folder(path.parent)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
     try:
         yield tmp

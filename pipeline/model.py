@@ -142,7 +142,7 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({str(exc) or type(exc).__name__})") from None
     if not isinstance(data, dict) or "model" not in data or "meta" not in data:
         raise CheckpointError(f"{path}: not a head-pose checkpoint (needs 'model' and 'meta')")
     meta = data["meta"]

@@ -114,8 +114,12 @@ class _OnnxNet:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        meta = read_metadata(path)
+        try:        # onnx and onnxruntime raise their own types for a damaged or foreign file
+            meta = read_metadata(path)
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001
+            raise PredictError(f"{path}: not a readable ONNX model ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else 'empty or damaged file'})") from None
         if "input_size" not in meta:
             raise PredictError(f"{path}: not a file of `pipeline export` (no input_size in its metadata)")
         self.input_size = json.loads(meta["input_size"])[0]

@@ -33,6 +33,8 @@ def update_readme(readme: Path, report: Path, command: str) -> None:
     """Replace the block between the markers of ``readme`` with ``report``'s results."""
     if not report.is_file():
         raise ConfigError(f"{report}: no report (run `dvc repro` first)")
+    if not readme.is_file():
+        raise ConfigError(f"{readme}: no such README")
     text = readme.read_text()
     start, end = text.find(BEGIN), text.find(END)
     if start < 0 or end < start:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..config import AtLeast, Fraction, InRange, NonNegative, Positive, Probability, as_dict, check_fields
 from ..datasets import biwi
 from ..image import encode_image
-from ..files import atomic_write_bytes
+from ..files import atomic_write_bytes, output_folder
 from ..stage_metrics import write_stage_metrics
 from ..pose import flip_pose, in_range, rotation_from_pose
 from ..protocols import BIWI_TEST_SUBJECTS
@@ -197,7 +197,7 @@ def generate(cfg: SynthConfig) -> dict:
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)   # leftovers of an interrupted run
-    tmp.mkdir(parents=True)
+    output_folder(tmp)
     tasks = _tasks(cfg)
     workers = cfg.workers or os.cpu_count() or 1
     job = partial(_run_task, cfg=cfg, root=tmp)
