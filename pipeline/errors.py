@@ -18,3 +18,10 @@ def user_message(exc: BaseException) -> str:
     if text.startswith(f"Caught {type(exc).__name__} in DataLoader worker") and marker in text:
         return text.rsplit(marker, 1)[1].strip()
     return text
+
+
+def one_line(exc: BaseException) -> str:
+    """A library's exception (torch, onnx, onnxruntime, h5py) as the detail of a one-line message:
+    its type and first line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

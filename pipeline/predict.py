@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .boxes import Box
-from .errors import PipelineError
+from .errors import PipelineError, one_line
 from .image import crop_box, to_tensor_batch
 from .pose import rotation_from_pose
 
@@ -118,8 +118,7 @@ class _OnnxNet:
             meta = read_metadata(path)
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001
-            raise PredictError(f"{path}: not a readable ONNX model ({type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0] if str(exc) else 'empty or damaged file'})") from None
+            raise PredictError(f"{path}: not a readable ONNX model ({one_line(exc)})") from None
         if "input_size" not in meta:
             raise PredictError(f"{path}: not a file of `pipeline export` (no input_size in its metadata)")
         self.input_size = json.loads(meta["input_size"])[0]

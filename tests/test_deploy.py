@@ -16,7 +16,7 @@ from pipeline.export import AngleNet, export_onnx, read_metadata
 from pipeline.model import build_model, checkpoint_meta
 from pipeline.mtcnn import MTCNN, _pool_same
 from pipeline.predict import HaarFaces, PoseEstimator, PredictError, non_max_suppression
-from pipeline.predict_sources import predict_sources
+from pipeline.predict_sources import COLUMNS, predict_sources
 
 FACE_CENTRE = (225, 115)   # the astronaut's face in skimage's 512 px photo
 
@@ -113,6 +113,69 @@ def test_predict_command_on_images_a_video_and_bad_inputs(checkpoint, tmp_path):
     assert (tmp_path / "drawn" / "astronaut.jpg").is_file() and (tmp_path / "drawn" / "clip.mp4").stat().st_size > 0
     missing = CliRunner().invoke(app, ["predict", str(tmp_path / "gone"), "--model", str(onnx_path)])
     assert missing.exit_code == 1 and "gone: no such file, folder or camera index" in missing.output
+
+
+def test_a_folder_with_damaged_and_other_files_still_writes_the_good_image(checkpoint, tmp_path):
+    """The issue's folder: a good JPEG, the same cut in half, a zero-byte .jpg and a .txt; each
+    bad file is counted, the good image gets its row; a zero-byte image alone is counted too."""
+    _, onnx_path, _ = checkpoint
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    jpeg = cv2.imencode(".jpg", cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+    (photos / "good.jpg").write_bytes(jpeg)
+    (photos / "cut.jpg").write_bytes(jpeg[:len(jpeg) // 2])
+    (photos / "empty.jpg").write_bytes(b"")
+    (photos / "notes.txt").write_text("not an image")
+    result = CliRunner().invoke(app, ["predict", str(photos), "--model", str(onnx_path), "--detector", "haar",
+                                      "--out", str(tmp_path / "faces.csv")])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "1 images/frames, 1 faces, 0 without a face, 2 unreadable" in result.output
+    assert "1 other files skipped" in result.output
+    with open(tmp_path / "faces.csv", newline="") as fh:
+        assert [r["source"] for r in csv.DictReader(fh)] == [str(photos / "good.jpg")]
+    alone = CliRunner().invoke(app, ["predict", str(photos / "empty.jpg"), "--model", str(onnx_path),
+                                     "--detector", "haar", "--out", str(tmp_path / "none.csv")])
+    assert alone.exit_code == 0 and f"1 unreadable (e.g. {photos / 'empty.jpg'}: empty file (0 bytes))" in alone.output
+    assert (tmp_path / "none.csv").read_text().splitlines() == [",".join(COLUMNS)]
+
+
+def _damaged(path, tmp_path, how):
+    out = tmp_path / f"{how}{path.suffix}"
+    data = path.read_bytes()
+    out.write_bytes({"truncated": data[:len(data) // 3], "empty": b"", "foreign": b"\x08\x07 not a model"}[how])
+    return out
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty", "foreign"])
+def test_a_damaged_model_file_is_named_in_one_line(checkpoint, tmp_path, how):
+    pt, onnx_path, _ = checkpoint
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
+    for model, problem in ((onnx_path, "not a readable ONNX model"), (pt, "not a readable checkpoint")):
+        bad = _damaged(model, tmp_path, how)
+        result = CliRunner().invoke(app, ["predict", str(tmp_path / "a.png"), "--model", str(bad), "--detector", "haar",
+                                          "--out", str(tmp_path / "faces.csv")])
+        assert result.exit_code == 1 and result.output.startswith(f"error: {bad}: {problem}"), result.output
+        assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "faces.csv").exists()
+    exported = CliRunner().invoke(app, ["export", str(_damaged(pt, tmp_path, how)), str(tmp_path / "x.onnx")])
+    assert exported.exit_code == 1 and "not a readable checkpoint" in exported.output and not (tmp_path / "x.onnx").exists()
+
+
+def test_outputs_that_cannot_be_written_are_named_before_any_work(checkpoint, tmp_path):
+    pt, onnx_path, _ = checkpoint
+    (tmp_path / "a-file").write_text("in the way of a folder")
+    blocked = tmp_path / "a-file" / "x.onnx"
+    result = CliRunner().invoke(app, ["export", str(pt), str(blocked)])
+    assert result.exit_code == 1 and result.output.strip() == (
+        f"error: {tmp_path / 'a-file'}: cannot create this folder (a file is in the way); nothing was written")
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
+    for option, value in (("--out", blocked.with_suffix(".csv")), ("--annotate", blocked.parent / "drawn"),
+                          ("--out", tmp_path)):
+        result = CliRunner().invoke(app, ["predict", str(image), "--model", str(onnx_path), "--detector", "haar",
+                                          option, str(value)])
+        assert result.exit_code == 1 and result.output.startswith("error: ") and "Traceback" not in result.output, \
+            (option, result.output)
+        assert len(result.output.strip().splitlines()) == 1
 
 
 def test_predict_to_json(checkpoint, tmp_path):

@@ -154,10 +154,11 @@ def test_missing_image_is_named_before_labelling(tmp_path):
     assert not (tmp_path / "cache.h5").exists()
 
 
-def test_unreadable_image_is_a_clear_error_not_a_worker_crash(tmp_path):
+@pytest.mark.parametrize("content, problem", [(b"not a png", "not a readable image"), (b"", "empty file")])
+def test_unreadable_image_is_a_clear_error_not_a_worker_crash(tmp_path, content, problem):
     samples, _ = make_project(tmp_path, n_train=3, n_test=0)
-    Path(samples[1].image).write_bytes(b"not a png")
-    with pytest.raises(LabelingError, match=r"SYN/001: .*1\.png: not a readable image"):
+    Path(samples[1].image).write_bytes(content)
+    with pytest.raises(LabelingError, match=rf"SYN/001: .*1\.png: {problem}"):
         label(tmp_path / "params.yaml", ["ensemble_labels.num_workers=1"])
     assert not (tmp_path / "cache.h5").exists()
 

@@ -105,6 +105,9 @@ def test_load_rgb_converts_once_and_names_bad_files(tmp_path):
         IM.load_rgb(tmp_path / "broken.jpg")
     with pytest.raises(IM.ImageError, match="missing.jpg: image file not found"):
         IM.load_rgb(tmp_path / "missing.jpg")
+    (tmp_path / "empty.jpg").write_bytes(b"")          # cv2.imdecode asserts on an empty buffer
+    with pytest.raises(IM.ImageError, match="empty.jpg: empty file"):
+        IM.load_rgb(tmp_path / "empty.jpg")
 
 
 def test_load_rgb_refuses_a_jpeg_and_a_png_cut_in_half(tmp_path):
