@@ -46,6 +46,20 @@ def test_manifest_with_a_duplicate_key_is_refused_when_read(tmp_path):
         read_manifest(path, split="test")                          # whatever the reader keeps
 
 
+@pytest.mark.parametrize("reader", ["manifest", "boxes", "box json"])
+def test_a_binary_file_or_a_folder_for_a_table_is_named(tmp_path, reader):
+    """A binary file (an image given as the manifest) or a folder: the reader's own error, not
+    Python's UnicodeDecodeError or IsADirectoryError."""
+    read, error = {"manifest": (read_manifest, ManifestError), "boxes": (BX.read_boxes, BX.BoxFileError),
+                   "box json": (BX.read_box_json, BX.BoxFileError)}[reader]
+    binary = tmp_path / "image.png"
+    binary.write_bytes(IM.encode_image(np.zeros((4, 4, 3), np.uint8)))
+    with pytest.raises(error, match=r"image\.png: not UTF-8 text \(byte \d+\)"):
+        read(binary)
+    with pytest.raises(error, match=f"{tmp_path}: cannot read it"):
+        read(tmp_path)
+
+
 def test_published_box_json_and_matching(tmp_path):
     path = tmp_path / "boxes.json"
     path.write_text(json.dumps({
