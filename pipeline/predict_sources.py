@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -121,7 +120,7 @@ def annotate(image: np.ndarray, faces: Sequence[Face], cube: bool = False) -> np
 
 def _row(source: str, frame: int, face: Face, matrix: bool) -> dict:
     row = {"source": source, "frame": frame, **dict(zip(("x1", "y1", "x2", "y2"), face.box)),
-           "score": None if math.isnan(face.score) else face.score,
+           "score": face.score,
            "pitch": face.pitch, "yaw": face.yaw, "roll": face.roll}
     if matrix:
         row.update(zip(MATRIX_COLUMNS, face.rotation().ravel().tolist()))

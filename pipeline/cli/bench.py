@@ -80,10 +80,11 @@ def predict(checkpoint: Annotated[Path, typer.Argument(help="a student or teache
 @bench_app.command("detect")
 @exits_on_errors
 def detect(params: Params = Path("params.yaml"),
-           per_dataset: Annotated[int, typer.Option(help="test images per dataset (the first of the manifest)")] = 100):
-    """MTCNN vs Haar on the manifest's test images and skimage's astronaut: found, IoU, images/s (needs the deploy extra)."""
+           per_dataset: Annotated[int, typer.Option(help="test images per dataset (the first of the manifest)")] = 100,
+           lfw: Annotated[int, typer.Option(help="faces and non-faces of skimage's LFW subset (at most 100 each)")] = 100):
+    """MTCNN and Haar per score threshold: found and false faces on the manifest's test images, skimage's photos (a person or none) and LFW faces; images/s (needs the deploy extra)."""
     from ..benchmarks import detect as bench
-    typer.echo(bench.report(bench.run(params, per_dataset)))
+    typer.echo(bench.report(bench.run(params, per_dataset, lfw)))
 
 
 @bench_app.command("kd-rotation")
