@@ -162,16 +162,19 @@ class PoseEstimator:
         self.detector = DETECTORS[detector](min_score) if detector else None
         self.batch_size = batch_size
 
-    def crops(self, image: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
-        """(N, 3, S, S) float32: each box cropped and normalised as in training."""
+    def crops(self, image: np.ndarray, boxes: Sequence[Box], angle_ccw: float = 0.0) -> np.ndarray:
+        """(N, 3, S, S) float32: each box cropped and normalised as in training (``angle_ccw``: of
+        the image turned that many degrees about the box centre, as the augmentation does)."""
         size = self.net.input_size
-        return to_tensor_batch(np.stack([crop_box(image, box, size, size) for box in boxes])).numpy()
+        return to_tensor_batch(np.stack([crop_box(image, box, size, size, angle_ccw=angle_ccw)
+                                         for box in boxes])).numpy()
 
-    def angles(self, image: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
-        """(N, 3) degrees (pitch, yaw, roll) of the faces in ``boxes`` of an RGB image."""
+    def angles(self, image: np.ndarray, boxes: Sequence[Box], angle_ccw: float = 0.0) -> np.ndarray:
+        """(N, 3) degrees (pitch, yaw, roll) of the faces in ``boxes`` of an RGB image (turned by
+        ``angle_ccw`` degrees about each box centre)."""
         if not len(boxes):
             return np.zeros((0, 3), np.float32)
-        out = [self.net(self.crops(image, boxes[i:i + self.batch_size]))
+        out = [self.net(self.crops(image, boxes[i:i + self.batch_size], angle_ccw))
                for i in range(0, len(boxes), self.batch_size)]
         return np.concatenate(out)
 
