@@ -208,9 +208,13 @@ def test_min_score_keeps_the_astronauts_face_and_drops_the_collar(checkpoint, tm
         assert result.exit_code == 1 and problem in result.output and "Traceback" not in result.output
 
 
-def test_bench_detect_counts_found_and_false_faces_per_threshold(tmp_path):
+def test_bench_detect_counts_found_and_false_faces_per_threshold(tmp_path, monkeypatch):
+    from pipeline.benchmarks import detect
     from pipeline.benchmarks.detect import THRESHOLDS, report, run
     from pipeline.manifest import Sample, write_manifest
+
+    monkeypatch.setattr(detect, "PERSON_PHOTOS", {"astronaut": detect.PERSON_PHOTOS["astronaut"]})   # time: one
+    monkeypatch.setattr(detect, "NO_PERSON_PHOTOS", ("retina",))          # photo of each kind (1411 px: scaled)
 
     cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(tmp_path / "wall.png"), np.full((200, 200, 3), 128, np.uint8))
@@ -225,7 +229,9 @@ def test_bench_detect_counts_found_and_false_faces_per_threshold(tmp_path):
     assert [mtcnn[t]["T"]["false"] for t in (0.8, 0.85, 0.9)] == [1, 0, 0]
     assert all(mtcnn[t]["T"] == {"images": 2, "faces": 2, "found": 1, "false": mtcnn[t]["T"]["false"]} for t in mtcnn)
     assert mtcnn[0.9]["LFW faces"]["faces"] == 2 and mtcnn[0.9]["LFW non-faces"]["faces"] == 0
-    assert mtcnn[0.9]["person photos"]["faces"] == 14 and mtcnn[0.9]["no-person photos"]["faces"] == 0
+    assert mtcnn[0.9]["person photos"]["faces"] == 7 and mtcnn[0.9]["person photos"]["false"] == 0
+    assert mtcnn[0.6]["person photos"]["false"] == 1 and mtcnn[0.9]["person photos"]["found"] >= 6   # the collar, as is
+    assert mtcnn[0.6]["no-person photos"] == {"images": 1, "faces": 0, "found": 0, "false": 0}
     # more neighbours asked, never more boxes
     falses = [sum(c["false"] for c in haar[t].values()) for t in THRESHOLDS["haar"]]
     assert falses == sorted(falses, reverse=True) and haar[5]["T"]["found"] == 1

@@ -8,7 +8,7 @@ each score threshold, on every image the project has without a download:
   face each, at a box checked by eye (``PERSON_PHOTOS``) carried through the view;
 * skimage's LFW subset: its real faces (25 px crops, shown 4x on a grey canvas, one face each)
   and its non-face patches of the same photos;
-* skimage's photos without a person (``NO_PERSON_PHOTOS``).
+* skimage's photos without a person (``NO_PERSON_PHOTOS``, at most ``PHOTO_SIDE`` px).
 
 A face is found when a box that passes the threshold has IoU >= ``FOUND_IOU`` with it; every
 other box that passes is a false face. MTCNN runs once per image at the lowest threshold and
@@ -40,6 +40,7 @@ SCORES = {"mtcnn": "O-Net face probability", "haar": "neighbours"}
 PERSON_PHOTOS = {"astronaut": (177.0, 66.0, 272.0, 161.0), "camera": (196.0, 113.0, 257.0, 198.0)}
 NO_PERSON_PHOTOS = ("coffee", "chelsea", "rocket", "coins", "brick", "grass", "gravel", "hubble_deep_field",
                     "immunohistochemistry", "retina", "page", "text", "clock", "horse")
+PHOTO_SIDE = 512          # the retina and Hubble photos are larger: scaled down to this
 LFW_SCALE, LFW_MARGIN = 4, 20
 
 
@@ -49,14 +50,16 @@ class Frame:
     face: Optional[Box]        # its one face, or None
 
 
-def _rgb(image: np.ndarray) -> np.ndarray:
-    """skimage's photos (grey, RGBA, bool, float) as HxWx3 uint8 RGB."""
+def _rgb(image: np.ndarray, longest: int = PHOTO_SIDE) -> np.ndarray:
+    """skimage's photos (grey, RGBA, bool, float) as HxWx3 uint8 RGB, at most ``longest`` px."""
     image = np.asarray(image)
     if image.dtype != np.uint8:
         image = np.round(image.astype(np.float64) * (255 if image.max() <= 1 else 1)).clip(0, 255).astype(np.uint8)
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
-    return np.ascontiguousarray(image[..., :3])
+    image = np.ascontiguousarray(image[..., :3])
+    scale = longest / max(image.shape[:2])
+    return image if scale >= 1 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
 
 def views(photo: np.ndarray, face: Box) -> list[Frame]:
