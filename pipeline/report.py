@@ -241,6 +241,6 @@ def write_report(cfg: ReportConfig) -> str:
     text = (report_markdown(all_metrics, figure=f"{figure}", profile=cfg.profile, grid=grid, grid_dir=grid_dir)
             + f"\nFigure 7 shows row {row}.\n")
     atomic_write_bytes(cfg.out_md, text.encode())
-    write_stage_metrics(cfg.metrics, {}, (), time.perf_counter() - start)
+    write_stage_metrics(cfg.metrics, {}, time.perf_counter() - start)
     print(text)
     return text

@@ -31,7 +31,8 @@ def _params(tmp_path: Path, **prepare) -> Path:
     block = {"protocol": 1, "data_root": str(tmp_path / "data"),
              "box_files": {"BIWI": str(tmp_path / "data/boxes/BIWI.json")},
              "manifest": str(tmp_path / "out/manifest.csv"),
-             "report": str(tmp_path / "out/prepare-report.json"), **prepare}
+             "report": str(tmp_path / "out/prepare-report.json"), "metrics": str(tmp_path / "out/metrics.json"),
+             **prepare}
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"prepare": block}))
     return path

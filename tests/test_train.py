@@ -176,9 +176,8 @@ def test_stage_end_to_end(manifest, tmp_path):
     assert "SYNTEST" in saved["test_trivial"] and saved["val"]["trivial_mae"] > 0
     # the DVC metrics: the headline of the report and the training's wall time, nothing else
     headline = json.loads((tmp_path / "metrics.json").read_text())
-    assert headline == {"best_epoch": saved["best_epoch"], "val": {"mae": saved["val"]["mae"]},
-                        "test": {"SYNTEST": {"b1": {"mae": saved["test"]["SYNTEST"]["b1"]["mae"]}}},
-                        "timing": {"images_per_s": saved["timing"]["images_per_s"]},
+    assert headline == {"SYNTEST": round(saved["test"]["SYNTEST"]["b1"]["mae"], 4), "val": round(saved["val"]["mae"], 4),
+                        "img/s": round(saved["timing"]["images_per_s"], 4),
                         "wall_s": round(saved["timing"]["train_s"], 1)}
     assert headline["wall_s"] > 0
     assert (tmp_path / "grid.png").stat().st_size > 0
