@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from .errors import PipelineError
+from .files import read_text
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -156,14 +157,9 @@ def yaml_problem(exc: Exception) -> str:
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict:
     path = Path(path)
+    text = read_text(path, ConfigError, "params file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: params file not found") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the params file ({exc.strerror})") from None
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     if not isinstance(data, dict):

@@ -92,9 +92,9 @@ def read_text(path: str | Path, error: type[PipelineError], missing: str) -> str
     except FileNotFoundError:
         raise error(f"{path}: {missing}") from None
     except UnicodeDecodeError as exc:
-        raise error(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        raise error(f"{path}: not valid UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
-        raise error(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 def file_sha256(path: str | Path) -> str:

@@ -54,9 +54,9 @@ def test_a_binary_file_or_a_folder_for_a_table_is_named(tmp_path, reader):
                    "box json": (BX.read_box_json, BX.BoxFileError)}[reader]
     binary = tmp_path / "image.png"
     binary.write_bytes(IM.encode_image(np.zeros((4, 4, 3), np.uint8)))
-    with pytest.raises(error, match=r"image\.png: not UTF-8 text \(byte \d+\)"):
+    with pytest.raises(error, match=r"image\.png: not valid UTF-8 text \(byte \d+\)"):
         read(binary)
-    with pytest.raises(error, match=f"{tmp_path}: cannot read it"):
+    with pytest.raises(error, match=f"{tmp_path}: cannot be read"):
         read(tmp_path)
 
 
