@@ -38,7 +38,7 @@ from .distributed import check_device, pick_device
 from .ensemble import num_windows
 from .labeling import ensemble_predictions
 from .manifest import poses_array
-from .files import atomic_write_bytes, file_sha256, write_json
+from .files import atomic_write_bytes, file_sha256, read_text, write_json
 from .metrics import mae_summary, predict_dataset
 from .model import load_checkpoint
 from .pose import ANGLE_NAMES
@@ -78,10 +78,9 @@ class EvaluateConfig:
 
 
 def read_protocol(report: Path) -> int:
+    text = read_text(report, ConfigError, "prepare report not found (run the prepare stage)")
     try:
-        return int(json.loads(report.read_text())["protocol"])
-    except FileNotFoundError:
-        raise ConfigError(f"{report}: prepare report not found (run the prepare stage)") from None
+        return int(json.loads(text)["protocol"])
     except (KeyError, ValueError, TypeError) as exc:
         raise ConfigError(f"{report}: no readable 'protocol' ({exc})") from None
 

@@ -63,9 +63,9 @@ class HaarDetector:
         is kept with at least ``min_neighbors`` (OpenCV's rule), so that is its score threshold."""
         frontal, profile = self._ensure()
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        mirrored = self._run(profile, np.ascontiguousarray(gray[:, ::-1]))
-        return (self._run(frontal, gray) + self._run(profile, gray)
-                + list(zip(mirror_boxes([box for box, _ in mirrored], gray.shape[1]), [n for _, n in mirrored])))
+        mirrored = [(mirror_boxes([box], gray.shape[1])[0], n)
+                    for box, n in self._run(profile, np.ascontiguousarray(gray[:, ::-1]))]
+        return self._run(frontal, gray) + self._run(profile, gray) + mirrored
 
     def detect(self, image: np.ndarray, sample: Sample) -> list[Box]:
         return [box for box, _ in self.detect_scored(image)]
