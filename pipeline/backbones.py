@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import PipelineError
+from .errors import PipelineError, one_line
 
 
 class WeightsError(PipelineError):
@@ -104,7 +104,7 @@ def _efficientnet_lite(index: int) -> Backbone:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise WeightsError(f"{path}: not a readable weights file ({exc})") from None
+            raise WeightsError(f"{path}: not a readable weights file ({one_line(exc)})") from None
         return {f"net.{k}": v for k, v in state.items() if not k.startswith("_fc.")}
 
     return Backbone(build, imagenet_state)

@@ -20,7 +20,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 from .datasets import IMAGE_FOLDERS
 from .manifest import Sample, _fmt
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, read_text
 from .errors import PipelineError
 
 Box = tuple[float, float, float, float]
@@ -66,10 +66,7 @@ def _check_bbox(value, where: str) -> Box:
 def read_box_json(path: str | Path) -> dict[str, list[PublishedBox]]:
     """Read a published box file; every problem is an error naming the file and entry."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise BoxFileError(f"{path}: box file not found") from None
+    text = read_text(path, BoxFileError, "box file not found")
     if not text.strip():
         raise BoxFileError(f"{path}: box file is empty")
     def no_duplicates(pairs: list[tuple]) -> dict:
@@ -193,10 +190,7 @@ def write_boxes(path: str | Path, boxes: Mapping[str, tuple[Box, str]]) -> None:
 
 def read_boxes(path: str | Path) -> dict[str, tuple[Box, str]]:
     path = Path(path)
-    try:
-        rows = list(csv.reader(io.StringIO(path.read_text())))
-    except FileNotFoundError:
-        raise BoxFileError(f"{path}: boxes file not found (run the relabel stage)") from None
+    rows = list(csv.reader(io.StringIO(read_text(path, BoxFileError, "boxes file not found (run the relabel stage)"))))
     if not rows or tuple(rows[0]) != BOXES_COLUMNS:
         raise BoxFileError(f"{path}: header must be {list(BOXES_COLUMNS)}")
     out = {}

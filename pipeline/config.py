@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from .errors import PipelineError
+from .files import read_text
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -170,18 +171,21 @@ Fraction = Annotated[float, InRange(0, 1, high_open=True)]     # a share of the 
 Probability = Annotated[float, InRange(0, 1)]                  # thresholds, IoU
 
 
+def yaml_problem(exc: Exception) -> str:
+    """A YAML parser's error (PyYAML's or ruamel's) on one line: where and what."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or problem is None:
+        return " ".join(str(exc).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict:
     path = Path(path)
+    text = read_text(path, ConfigError, "params file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: params file not found") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the params file ({exc.strerror})") from None
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of stage blocks")
     return data

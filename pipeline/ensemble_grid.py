@@ -40,7 +40,7 @@ from .labeling import LabelingError, index_batches, receptive_fields
 from .manifest import Sample, poses_array
 from .model import load_checkpoint
 from .pose import ANGLE_NAMES
-from .stage_metrics import write_stage_metrics
+from .stage_metrics import VAL, write_stage_metrics
 
 VALIDATION = "validation"
 
@@ -244,6 +244,7 @@ def ensemble_grid(cfg: EnsembleGridConfig) -> dict:
     atomic_write_bytes(cfg.out_dir / "grid.md", markdown(rows, shift).encode())
     heatmap(rows, cfg.strides, cfg.paddings, cfg.out_dir / "grid.png")
     shift_plot(shift, model.input_size, cfg.out_dir / "shift.png")
-    write_stage_metrics(cfg.metrics, out, ("chosen_on_validation.*",), time.perf_counter() - start)
+    chosen = {"s": best["s"], "p": best["p"], VAL: best["mean"]} if best else {}
+    write_stage_metrics(cfg.metrics, chosen, time.perf_counter() - start)
     print(markdown(rows, shift))
     return out

@@ -15,8 +15,9 @@ the protocol for the rows of the paper's table 5:
 
 Models trained on another manifest, or students of another teacher, are refused before any
 compute (:func:`check_provenance`). Outs: ``results`` (JSON, deterministic: rounded, sorted, no
-timings; the report reads it), ``metrics`` (its headline for `dvc metrics show`: MAE per test set,
-row (the mean of the angles; each angle is in ``results``), each claim's change and verdict, the wall time) and ``predictions`` (CSV: key, dataset, row, pitch, yaw, roll,
+timings; the report reads it), ``metrics_dir`` (its headline for `dvc metrics show`, a file per row
+and claim: MAE per test set (the mean of the angles; each angle is in ``results``), each claim's
+change and verdict), ``metrics`` (the wall time) and ``predictions`` (CSV: key, dataset, row, pitch, yaw, roll,
 one row per student run ``<METHOD>-<backbone>-seed<k>``; the report draws figure 7 from it).
 """
 from __future__ import annotations
@@ -38,11 +39,11 @@ from .distributed import check_device, pick_device
 from .ensemble import num_windows
 from .labeling import ensemble_predictions
 from .manifest import poses_array
-from .files import atomic_write_bytes, file_sha256, write_json
+from .files import atomic_write_bytes, file_sha256, read_text, write_json
 from .metrics import mae_summary, predict_dataset
 from .model import load_checkpoint
 from .pose import ANGLE_NAMES
-from .stage_metrics import write_stage_metrics
+from .stage_metrics import evaluate_tables, write_stage_metrics, write_table_metrics
 from .stats import compare, per_image_error
 
 if TYPE_CHECKING:  # the blocks of the two stages whose outputs are evaluated
@@ -50,9 +51,6 @@ if TYPE_CHECKING:  # the blocks of the two stages whose outputs are evaluated
     from .student import DistillConfig, Run
 
 DIGITS = 4
-# `dvc metrics show` / `dvc metrics diff`: mean MAE per test set and row; each claim's change and
-# verdict (per angle: `results`; the methods of issue 15 tripled the claims, so the table stays readable)
-HEADLINE = ("test.*.*.mean", "claims.*.*.relative", "claims.*.*.verdict")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +66,10 @@ class EvaluateConfig:
     num_workers: NonNegative = 0
     device: str = "auto"
     results: Annotated[Path, FromPaths("evaluate")]
-    metrics: Path = Path("metrics/evaluate.json")   # the headline of `results`
+    metrics: Path = Path("metrics/evaluate.json")   # the wall time
+    # the headline of `results`, one file per row and claim (so rows add lines to `dvc metrics show`,
+    # not columns): mean MAE per test set and row, each claim's change and verdict
+    metrics_dir: Path = Path("metrics/evaluate")
     predictions: Annotated[Path, FromPaths("predictions")]
     bootstrap_resamples: Positive = 2000  # paired bootstrap of each claim (pipeline.stats)
     confidence: Probability = 0.95        # interval level of the claims
@@ -78,10 +79,9 @@ class EvaluateConfig:
 
 
 def read_protocol(report: Path) -> int:
+    text = read_text(report, ConfigError, "prepare report not found (run the prepare stage)")
     try:
-        return int(json.loads(report.read_text())["protocol"])
-    except FileNotFoundError:
-        raise ConfigError(f"{report}: prepare report not found (run the prepare stage)") from None
+        return int(json.loads(text)["protocol"])
     except (KeyError, ValueError, TypeError) as exc:
         raise ConfigError(f"{report}: no readable 'protocol' ({exc})") from None
 
@@ -211,7 +211,8 @@ def evaluate_models(cfg: EvaluateConfig, ensemble: EnsembleLabelsConfig, distill
     metrics, predictions = evaluate_rows(cfg, ensemble.s, ensemble.p, distill.checkpoints(), single, controls)
     atomic_write_bytes(cfg.predictions, predictions)
     write_json(cfg.results, metrics)
-    write_stage_metrics(cfg.metrics, metrics, HEADLINE, time.perf_counter() - start)
+    write_table_metrics(cfg.metrics_dir, evaluate_tables(metrics))
+    write_stage_metrics(cfg.metrics, {}, time.perf_counter() - start)
     for dataset, table in metrics["test"].items():
         print(f"{dataset}: " + ", ".join(f"{row} {v['mean']:.3f}" for row, v in table.items()))
         for c in metrics["claims"][dataset].values():

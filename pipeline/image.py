@@ -39,15 +39,20 @@ def truncated_jpeg(data: bytes) -> bool:
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB; unreadable or truncated files raise ImageError
-    naming them."""
+    """Read an image file as HxWx3 uint8 RGB; missing, empty, undecodable or truncated files raise
+    ImageError naming them (every reader of images comes here)."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: image file not found")
     data = path.read_bytes()
+    if not data:                       # cv2.imdecode asserts on an empty buffer
+        raise ImageError(f"{path}: empty file (0 bytes)")
     if truncated_jpeg(data):
         raise ImageError(f"{path}: truncated JPEG (no end-of-image marker after its last scan)")
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:                  # a decoder that asserts instead of returning None
+        bgr = None
     if bgr is None:
         raise ImageError(f"{path}: not a readable image (corrupt or truncated)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

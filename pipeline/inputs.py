@@ -9,8 +9,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import yaml
-
+from .config import ConfigError, load_params
 from .datasets import DatasetError, aflw, aflw2000, biwi, w300lp
 from .protocols import PROTOCOL_DATASETS
 
@@ -58,7 +57,15 @@ def _weights_problem(backbone: str, weights: str, where: str) -> str | None:
 
 def missing_inputs(params_path: str | Path = "params.yaml") -> list[str]:
     """Every missing input of the params file, one message each (empty: all present)."""
-    params = yaml.safe_load(Path(params_path).read_text())
+    params = load_params(params_path)
+    try:
+        return _missing(params)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{params_path}: not a params file of this project (missing or malformed "
+                          f"key {exc})") from None
+
+
+def _missing(params: dict) -> list[str]:
     root = Path(params["paths"]["data_root"])
     problems = []
     synthetic = params["paths"]["data_root"] == params.get("synth", {}).get("out_dir")

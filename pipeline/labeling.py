@@ -42,7 +42,7 @@ from .image import ImageError, check_box, load_rgb, to_tensor, to_tensor_batch
 from .manifest import Sample
 from .files import file_sha256
 from .model import checkpoint_sha256, load_checkpoint
-from .stage_metrics import write_stage_metrics
+from .stage_metrics import RATE, write_stage_metrics
 from .views import ViewsConfig, draw_views, replayed_chain
 
 
@@ -266,12 +266,7 @@ def label_training_set(cfg: EnsembleLabelsConfig) -> Optional[Path]:
         return None
     if done.labelled or not cfg.metrics.is_file():   # a cache kept as it was keeps its metrics
         rate = done.labelled / done.seconds if done.labelled and done.seconds else 0.0
-        write_stage_metrics(cfg.metrics, {
-            "images": len(samples), "views": cfg.views.count, "A": meta.A, "precision": done.precision,
-            "heads": ",".join(bins.head_name(b) for b in meta.bin_sizes),
-            "bytes_per_image": round(done.path.stat().st_size / len(samples), 1),
-            "images_per_s": round(rate, 2), "windows_per_s": round(rate * meta.A * cfg.views.count, 1)},
-            ("*",), done.seconds)
+        write_stage_metrics(cfg.metrics, {RATE: rate}, done.seconds)   # precision, bytes: the cache's attrs
     print(f"{done.path}: teacher {cfg.name!r}, {len(samples)} training samples, {cfg.views.count} views each, "
           f"A={meta.A} windows per view, {done.precision}")
     return done.path

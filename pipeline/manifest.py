@@ -16,7 +16,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 from .errors import PipelineError
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, read_text
 
 COLUMNS = ("key", "dataset", "split", "subject", "image",
            "pitch", "yaw", "roll", "x1", "y1", "x2", "y2")
@@ -74,10 +74,7 @@ def read_manifest(path: str | Path, split: Optional[str] = None,
                   datasets: Optional[Sequence[str]] = None) -> list[Sample]:
     """Read a manifest, optionally only one split and/or some datasets."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: manifest not found (run the prepare stage)") from None
+    text = read_text(path, ManifestError, "manifest not found (run the prepare stage)")
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if tuple(header or ()) != COLUMNS:

@@ -17,7 +17,7 @@ from torch import nn
 
 from . import bins
 from .backbones import BACKBONES, WeightsError, check_backbone
-from .errors import PipelineError
+from .errors import PipelineError, one_line
 from .files import file_sha256
 from .pose import ANGLE_NAMES, CONVENTION
 
@@ -76,7 +76,7 @@ def _local_backbone_state(path: Path) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise WeightsError(f"{path}: not a readable torch weights file ({exc})") from None
+        raise WeightsError(f"{path}: not a readable torch weights file ({one_line(exc)})") from None
     if isinstance(data, dict) and "model" in data and "meta" in data:
         prefix = "backbone."
         return {k[len(prefix):]: v for k, v in data["model"].items() if k.startswith(prefix)}
@@ -142,7 +142,7 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({one_line(exc)})") from None
     if not isinstance(data, dict) or "model" not in data or "meta" not in data:
         raise CheckpointError(f"{path}: not a head-pose checkpoint (needs 'model' and 'meta')")
     meta = data["meta"]
@@ -161,7 +161,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[HeadPoseNet, 
     try:
         model.load_state_dict(data["model"])
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not match its meta ({exc})") from None
+        raise CheckpointError(f"{path}: weights do not match its meta ({one_line(exc)})") from None
     if isinstance(map_location, (str, torch.device)):
         model.to(map_location)
     return model.eval(), meta

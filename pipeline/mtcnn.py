@@ -30,7 +30,7 @@ from .image import crop_box
 
 MIN_FACE = 20                    # pixels
 PYRAMID_FACTOR = 0.709
-THRESHOLDS = (0.6, 0.7, 0.8)     # P-, R-, O-Net face probability
+THRESHOLDS = (0.6, 0.7, 0.8)     # P-, R-, O-Net face probability (the published cascade's; O-Net's: min_score)
 NMS_IOU = (0.5, 0.7, 0.7, 0.7)   # P-Net per scale, P-Net over scales, R-Net, O-Net
 
 
@@ -137,10 +137,11 @@ def _normalise(images: np.ndarray) -> torch.Tensor:
 
 
 class MTCNN:
-    """``detector(rgb_image)`` -> [(box (x1, y1, x2, y2), face probability)], best first."""
+    """``detector(rgb_image)`` -> [(box (x1, y1, x2, y2), face probability)], best first; a box
+    needs O-Net's probability above ``min_score`` (the project's default: ``relabel.mtcnn.min_score``)."""
 
-    def __init__(self, min_face: int = MIN_FACE, thresholds=THRESHOLDS):
-        self.min_face, self.thresholds = min_face, thresholds
+    def __init__(self, min_face: int = MIN_FACE, min_score: float = THRESHOLDS[2]):
+        self.min_face, self.thresholds = min_face, THRESHOLDS[:2] + (min_score,)
         self.pnet = PNet(_weights("pnet")).eval()
         self.rnet = _HeadNet(_weights("rnet"), [(3, 2, True), (3, 2, False), None], 3).eval()
         self.onet = _HeadNet(_weights("onet"), [(3, 2, True), (3, 2, False), (2, 2, True), None], 4).eval()

@@ -6,7 +6,9 @@
 
 Faces are found by a detector (``"mtcnn"``: :mod:`pipeline.mtcnn`, pretrained weights from the
 `mtcnn` wheel; ``"haar"``: OpenCV's bundled cascades, as the relabel stage's ``haar`` backend; or
-``None`` and boxes given to :meth:`PoseEstimator.angles`), cropped exactly
+``None`` and boxes given to :meth:`PoseEstimator.angles`), each keeping the boxes that score
+``min_score`` (by default the relabel stage's: ``relabel.mtcnn.min_score``, the face probability;
+``relabel.haar.min_neighbors``, the neighbours), cropped exactly
 as in training (:func:`pipeline.image.crop_box` at the network's input size, ImageNet
 normalisation) and run in batches. Angles are degrees, (pitch, yaw, roll) in the project's
 convention (README "Conventions"). A network is only as good as the agreement between these
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 from .boxes import Box
-from .errors import PipelineError
+from .errors import PipelineError, one_line
 from .image import crop_box, to_tensor_batch
 from .pose import rotation_from_pose
 
@@ -39,7 +41,7 @@ class PredictError(PipelineError):
 @dataclass(frozen=True)
 class Face:
     box: Box                  # x1, y1, x2, y2 in image pixels
-    score: float              # the detector's score; nan when it gives none (Haar)
+    score: float              # the detector's score: MTCNN's face probability, Haar's neighbours
     pitch: float
     yaw: float
     roll: float
@@ -70,23 +72,36 @@ def non_max_suppression(boxes: Sequence[Box], threshold: float = NMS_OVERLAP) ->
 
 
 class HaarFaces:
-    """OpenCV's frontal + profile (both sides) cascades, merged by :func:`non_max_suppression`."""
+    """OpenCV's frontal + profile (both sides) cascades, merged by :func:`non_max_suppression`;
+    score: the box's neighbours (:meth:`pipeline.relabel.HaarDetector.detect_scored`), at least
+    ``min_score`` (default ``relabel.haar.min_neighbors``)."""
 
-    def __init__(self):
+    def __init__(self, min_score: Optional[float] = None):
         from .relabel.config import HaarConfig
         from .relabel.haar import HaarDetector
-        self._detector = HaarDetector(HaarConfig())
+        if min_score is not None and (min_score < 0 or min_score != int(min_score)):
+            raise PredictError(f"min_score: the haar detector's score is a count of neighbours, got {min_score}")
+        config = HaarConfig() if min_score is None else HaarConfig(min_neighbors=int(min_score))
+        self.min_score, self._detector = config.min_neighbors, HaarDetector(config)
 
     def __call__(self, image: np.ndarray) -> list[tuple[Box, float]]:
-        return [(box, float("nan")) for box in non_max_suppression(self._detector.detect(image, None))]
+        neighbours: dict[Box, int] = {}
+        for box, n in self._detector.detect_scored(image):
+            neighbours[box] = max(n, neighbours.get(box, n))
+        return [(box, float(neighbours[box])) for box in non_max_suppression(list(neighbours))]
 
 
 class MtcnnFaces:
-    """MTCNN (:mod:`pipeline.mtcnn`): boxes with the O-Net face probability as score, best first."""
+    """MTCNN (:mod:`pipeline.mtcnn`): boxes with the O-Net face probability as score, best first,
+    above ``min_score`` (default ``relabel.mtcnn.min_score``)."""
 
-    def __init__(self):
+    def __init__(self, min_score: Optional[float] = None):
         from .mtcnn import MTCNN
-        self._detector = MTCNN()
+        from .relabel.config import MtcnnConfig
+        if min_score is not None and not 0 <= min_score <= 1:
+            raise PredictError(f"min_score: the mtcnn detector's score is a probability in [0, 1], got {min_score}")
+        config = MtcnnConfig() if min_score is None else MtcnnConfig(min_score=min_score)
+        self.min_score, self._detector = config.min_score, MTCNN(config.min_face, config.min_score)
 
     def __call__(self, image: np.ndarray) -> list[tuple[Box, float]]:
         return self._detector(image)          # MTCNN returns them best first (nms keeps score order)
@@ -114,8 +129,11 @@ class _OnnxNet:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        meta = read_metadata(path)
+        try:        # onnx and onnxruntime raise their own types for a damaged or foreign file
+            meta = read_metadata(path)
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001
+            raise PredictError(f"{path}: not a readable ONNX model ({one_line(exc)})") from None
         if "input_size" not in meta:
             raise PredictError(f"{path}: not a file of `pipeline export` (no input_size in its metadata)")
         self.input_size = json.loads(meta["input_size"])[0]
@@ -137,23 +155,26 @@ class PoseEstimator:
     """Load a network (and a detector) once; call it on RGB images."""
 
     def __init__(self, model: str | Path, detector: Optional[str] = "mtcnn", device: str = "cpu",
-                 batch_size: int = 32, threads: int = 0):
+                 batch_size: int = 32, threads: int = 0, min_score: Optional[float] = None):
         self.net = load_network(model, device, threads)
         if detector is not None and detector not in DETECTORS:
             raise PredictError(f"detector: {detector!r} is not one of {sorted(DETECTORS)} or None")
-        self.detector = DETECTORS[detector]() if detector else None
+        self.detector = DETECTORS[detector](min_score) if detector else None
         self.batch_size = batch_size
 
-    def crops(self, image: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
-        """(N, 3, S, S) float32: each box cropped and normalised as in training."""
+    def crops(self, image: np.ndarray, boxes: Sequence[Box], angle_ccw: float = 0.0) -> np.ndarray:
+        """(N, 3, S, S) float32: each box cropped and normalised as in training (``angle_ccw``: of
+        the image turned that many degrees about the box centre, as the augmentation does)."""
         size = self.net.input_size
-        return to_tensor_batch(np.stack([crop_box(image, box, size, size) for box in boxes])).numpy()
+        return to_tensor_batch(np.stack([crop_box(image, box, size, size, angle_ccw=angle_ccw)
+                                         for box in boxes])).numpy()
 
-    def angles(self, image: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
-        """(N, 3) degrees (pitch, yaw, roll) of the faces in ``boxes`` of an RGB image."""
+    def angles(self, image: np.ndarray, boxes: Sequence[Box], angle_ccw: float = 0.0) -> np.ndarray:
+        """(N, 3) degrees (pitch, yaw, roll) of the faces in ``boxes`` of an RGB image (turned by
+        ``angle_ccw`` degrees about each box centre)."""
         if not len(boxes):
             return np.zeros((0, 3), np.float32)
-        out = [self.net(self.crops(image, boxes[i:i + self.batch_size]))
+        out = [self.net(self.crops(image, boxes[i:i + self.batch_size], angle_ccw))
                for i in range(0, len(boxes), self.batch_size)]
         return np.concatenate(out)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -17,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .draw import draw_axes
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, output_folder
 from .image import ImageError, load_rgb
 from .pose import rotation_from_pose
 from .predict import Face, PoseEstimator, PredictError
@@ -34,26 +33,31 @@ class Summary:
     faces: int = 0
     no_face: int = 0
     unreadable: list[str] = field(default_factory=list)   # "source: why"
+    other_files: int = 0           # files of the folders given that are neither images nor videos
     interrupted: bool = False
 
     def line(self) -> str:
         return (f"{self.frames} images/frames, {self.faces} faces, {self.no_face} without a face, "
                 f"{len(self.unreadable)} unreadable" + (f" (e.g. {self.unreadable[0]})" if self.unreadable else "")
+                + (f", {self.other_files} other files skipped (not an image or video suffix)" if self.other_files else "")
                 + (" (stopped by Ctrl-C; the rows so far are written)" if self.interrupted else ""))
 
 
-def expand(inputs: Sequence[str]) -> list[str]:
-    """Image files, the images of folders (recursive, sorted), video files and camera indices."""
-    out = []
+def expand(inputs: Sequence[str]) -> tuple[list[str], int]:
+    """(image files, the images of folders (recursive, sorted), video files and camera indices;
+    the number of other files in those folders)."""
+    out, other = [], 0
     for item in inputs:
         path = Path(item)
         if item.isdigit() or path.is_file():
             out.append(item)
         elif path.is_dir():
-            out += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            media = [str(p) for p in files if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
+            out, other = out + media, other + len(files) - len(media)
         else:
             raise PredictError(f"{item}: no such file, folder or camera index")
-    return out
+    return out, other
 
 
 def _frames(source: str, summary: Summary) -> Iterator[tuple[int, Optional[np.ndarray]]]:
@@ -116,7 +120,7 @@ def annotate(image: np.ndarray, faces: Sequence[Face], cube: bool = False) -> np
 
 def _row(source: str, frame: int, face: Face, matrix: bool) -> dict:
     row = {"source": source, "frame": frame, **dict(zip(("x1", "y1", "x2", "y2"), face.box)),
-           "score": None if math.isnan(face.score) else face.score,
+           "score": face.score,
            "pitch": face.pitch, "yaw": face.yaw, "roll": face.roll}
     if matrix:
         row.update(zip(MATRIX_COLUMNS, face.rotation().ravel().tolist()))
@@ -151,10 +155,13 @@ def predict_sources(estimator: PoseEstimator, inputs: Sequence[str], out: Path,
     images (``<stem>.jpg``) and videos (``<stem>.mp4``, the source's frame rate) into
     ``annotate_dir`` (axes, or a cube). Ctrl-C (the way to stop a camera) stops the run and
     still writes every row found so far."""
-    summary, rows, used = Summary(), [], set()
-    sources = expand(inputs)
+    sources, other = expand(inputs)
+    summary, rows, used = Summary(other_files=other), [], set()
+    if out.is_dir():                   # found now, not after a long video
+        raise PredictError(f"{out}: is a folder; --out takes a .csv or .json file")
+    output_folder(out.parent)
     if annotate_dir is not None:
-        annotate_dir.mkdir(parents=True, exist_ok=True)
+        output_folder(annotate_dir)
     try:
         for source in tqdm(sources, unit="file", desc="predict", disable=len(sources) < 2):
             is_video = source.isdigit() or Path(source).suffix.lower() in VIDEO_SUFFIXES

@@ -22,8 +22,6 @@ from .manifest import manifest_bytes
 from .files import atomic_write_bytes, write_json
 from .stage_metrics import write_stage_metrics
 
-# `dvc metrics show`: the sample counts (read - kept = dropped, each reason in the report)
-HEADLINE = ("samples", "train", "test", "datasets.*.read", "datasets.*.kept")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,7 +58,9 @@ def prepare(cfg: PrepareConfig) -> dict:
               "manifest": str(cfg.manifest), "manifest_sha256": hashlib.sha256(data).hexdigest()}
     atomic_write_bytes(cfg.manifest, data)
     write_json(cfg.report, report)
-    write_stage_metrics(cfg.metrics, report, HEADLINE, time.perf_counter() - start)
+    # `dvc metrics show`: the samples kept per dataset (what was read and dropped, and why: the report)
+    write_stage_metrics(cfg.metrics, {name: r["kept"] for name, r in report["datasets"].items()},
+                        time.perf_counter() - start)
     for line in summary_lines(report):
         print(line)
     return report

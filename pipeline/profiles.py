@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from .config import ConfigError
+from .config import ConfigError, load_params, yaml_problem
 from .files import atomic_write_bytes
 
 
@@ -28,7 +28,7 @@ def _merge(target, overrides, where: str, changed: list[str]) -> None:
 
 def apply_profile(profile: str | Path, params: str | Path = Path("params.yaml")) -> list[str]:
     """Merge a profile (a name under ``profiles/`` or a file) into ``params``; returns the keys changed."""
-    from ruamel.yaml import YAML
+    from ruamel.yaml import YAML, YAMLError
 
     path = Path(profile)
     if not path.suffix:
@@ -38,9 +38,16 @@ def apply_profile(profile: str | Path, params: str | Path = Path("params.yaml"))
         raise ConfigError(f"{path}: no such profile (known: {', '.join(known) or 'none'})")
     yaml = YAML()
     yaml.width = 4096      # never re-wrap the long flow-style lines of params.yaml
+    load_params(params)    # the params file must exist and be a mapping (errors name it)
     doc = yaml.load(Path(params).read_text())
+    try:
+        overrides = yaml.load(path.read_text()) or {}
+    except YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{path}: a profile is a mapping of params blocks")
     changed: list[str] = []
-    _merge(doc, yaml.load(path.read_text()) or {}, "", changed)
+    _merge(doc, overrides, "", changed)
     out = io.StringIO()
     yaml.dump(doc, out)
     atomic_write_bytes(params, out.getvalue().encode())

@@ -42,6 +42,8 @@ def update_readme(readme: Path, report: Path, command: str, section: str = "") -
     """Replace the block between the markers of ``section`` in ``readme`` with ``report``'s results."""
     if not report.is_file():
         raise ConfigError(f"{report}: no report (run `dvc repro` first)")
+    if not readme.is_file():
+        raise ConfigError(f"{readme}: no such README")
     text = readme.read_text()
     begin, end_marker = markers(section)
     start, end = text.find(begin), text.find(end_marker)

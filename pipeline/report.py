@@ -27,7 +27,7 @@ from .data import load_samples
 from .draw import caption, draw_axes, grid
 from .image import crop_box, encode_image, load_rgb
 from .manifest import Sample
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, read_text
 from .pose import ANGLE_NAMES
 from .stage_metrics import write_stage_metrics
 
@@ -177,10 +177,9 @@ def figure7(samples: Sequence[Sample], predicted: np.ndarray, path: str | Path, 
 
 def _read_json(path: Path, what: str, stage: str, needs: set[str]) -> dict:
     """A JSON output of ``stage`` with at least the keys ``needs``; errors name the file."""
+    text = read_text(path, ConfigError, f"{what} not found (run the {stage} stage)")
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} not found (run the {stage} stage)") from None
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not needs <= set(data) or not all(data[k] for k in needs):
@@ -243,6 +242,6 @@ def write_report(cfg: ReportConfig) -> str:
     text = (report_markdown(all_metrics, figure=f"{figure}", profile=cfg.profile, grid=grid, grid_dir=grid_dir)
             + f"\nFigure 7 shows row {row}.\n")
     atomic_write_bytes(cfg.out_md, text.encode())
-    write_stage_metrics(cfg.metrics, {}, (), time.perf_counter() - start)
+    write_stage_metrics(cfg.metrics, {}, time.perf_counter() - start)
     print(text)
     return text

@@ -35,7 +35,7 @@ from .distributed import barrier, setup, teardown
 from .losses import assistive_distillation_loss, distillation_loss, hard_label_loss
 from .files import file_sha256, write_json
 from .metrics import evaluate
-from .stage_metrics import write_stage_metrics
+from .stage_metrics import training_headline, write_stage_metrics
 from .backbones import check_backbone
 from .model import build_model, checkpoint_meta, load_checkpoint, weights_fingerprint
 from .teachers import RUN_SEPARATOR, MethodConfig
@@ -216,8 +216,7 @@ def distill(cfg: DistillConfig, run: Run, on_step=None) -> Optional[dict]:
                   "teacher_caches": provenance}
         write_json(cfg.report_dir / f"{name}.json", report)
         # wall time: the training loop's, kept in the state (a finished run re-run reports the same)
-        write_stage_metrics(cfg.metrics_dir / f"{name}.json", report,
-                            ("best_epoch", "val.mae", f"test.*.{best.prediction_head}.mae", "timing.images_per_s"),
+        write_stage_metrics(cfg.metrics_dir / f"{name}.json", training_headline(report, best.prediction_head),
                             summary["timing"]["train_s"])
         print(f"distill {name}: best epoch {report['best_epoch']}, validation MAE {report['val']['mae']:.2f}")
         return report

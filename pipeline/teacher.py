@@ -28,7 +28,7 @@ from .distributed import barrier, setup, teardown
 from .losses import teacher_loss
 from .files import file_sha256, write_json
 from .metrics import evaluate, trivial_mae
-from .stage_metrics import write_stage_metrics
+from .stage_metrics import training_headline, write_stage_metrics
 from .backbones import check_backbone
 from .model import build_model, checkpoint_meta, load_checkpoint, weights_fingerprint
 from .train import TRAINING_CODE_MODULES, TrainingStageConfig, fit
@@ -91,8 +91,7 @@ def train_teacher(cfg: TrainTeacherConfig, on_step=None) -> Optional[dict]:
         }
         write_json(cfg.report, report)
         # wall time: the training loop's, kept in the state (a finished run re-run reports the same)
-        write_stage_metrics(cfg.metrics, report, ("best_epoch", "val.mae", f"test.*.{best.prediction_head}.mae",
-                                                  "timing.images_per_s"), summary["timing"]["train_s"])
+        write_stage_metrics(cfg.metrics, training_headline(report, best.prediction_head), summary["timing"]["train_s"])
         print(f"best epoch {report['best_epoch']}: validation MAE {report['val']['mae']:.2f} "
               f"(mean-pose predictor {report['val']['trivial_mae']:.2f})")
         return report

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -92,3 +93,33 @@ def test_progress_bars_redraw_rarely_when_written_to_a_pipe(monkeypatch):
     _quiet_progress_when_piped(30)                                       # a pipe or a file
     assert tqdm.tqdm(total=3, file=io.StringIO()).mininterval == 30
     assert tqdm.tqdm(total=3, file=io.StringIO(), mininterval=1.0).mininterval == 1.0
+
+
+def test_bad_params_profile_and_readme_files_are_named_in_one_line(tmp_path, monkeypatch):
+    """Files a command reads or writes besides images and models: each fault ends in the error
+    presenter (exit 2 for a settings file, 1 for an output), one line naming the file."""
+    (tmp_path / "broken.yaml").write_text("train_teacher: {epochs: [1, 2}\n")
+    (tmp_path / "list.yaml").write_text("- just a list\n")
+    (tmp_path / "blocks.yaml").write_text("paths: {}\n")
+    (tmp_path / "a-file").write_text("in the way of a folder")
+    (tmp_path / "report.md").write_text("# results\n")
+    cases = [
+        (2, "broken.yaml: not valid YAML (line 1, column 30: expected ',' or ']', but got '}')", ["check-inputs", "--params", "broken.yaml"]),
+        (2, "list.yaml: top level must be a mapping", ["check-inputs", "--params", "list.yaml"]),
+        (2, "blocks.yaml: not a params file of this project (missing or malformed key 'data_root')",
+         ["check-inputs", "--params", "blocks.yaml"]),
+        (2, "broken.yaml: not valid YAML", ["profile", "list.yaml", "--params", "broken.yaml"]),
+        (2, "broken.yaml: not valid YAML", ["profile", "broken.yaml", "--params", "blocks.yaml"]),
+        (2, "list.yaml: a profile is a mapping", ["profile", "list.yaml", "--params", "blocks.yaml"]),
+        (2, "gone.md: no such README", ["readme-results", "--command", "c", "--report", "report.md",
+                                        "--readme", "gone.md"]),
+        (1, "a-file/sub.tmp: cannot create this folder (a file is in the way)",
+         ["synth", "--params", str(Path(__file__).resolve().parents[1] / "params.yaml"), "--out", "a-file/sub"]),
+    ]
+    monkeypatch.chdir(tmp_path)
+    for code, message, args in cases:
+        before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+        result = run_cli(*args)
+        assert result.exit_code == code, (args, result.output)
+        assert message in result.output and len(result.output.strip().splitlines()) == 1, (args, result.output)
+        assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before   # nothing written

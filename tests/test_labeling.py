@@ -164,7 +164,7 @@ def test_base_labels_stage_writes_the_single_crop_teacher_in_its_own_file(tmp_pa
     train = sorted((s for s in samples if s.split == "train"), key=lambda s: s.key)
     preds, _ = predict_dataset(model, PoseDataset(train, SIZE))        # the Base row's single crop
     np.testing.assert_allclose(np.array([base.expected(s.key) for s in train]), preds["b1"], atol=0.05)
-    assert json.loads((tmp_path / "base-metrics.json").read_text())["A"] == 1
+    assert set(json.loads((tmp_path / "base-metrics.json").read_text())) == {"img/s", "wall_s"}
 
 
 def test_default_cache_is_lean_compressed_and_its_metrics_are_kept_when_current(tmp_path):
@@ -176,9 +176,7 @@ def test_default_cache_is_lean_compressed_and_its_metrics_are_kept_when_current(
         prob = f["heads/b1/prob"]
         assert prob.compression == "gzip" and prob.shuffle and prob.fletcher32
     metrics = json.loads((tmp_path / "labels-metrics.json").read_text())
-    assert metrics["images"] == 4 and metrics["precision"] == "fp32" and metrics["heads"] == "b1"
-    assert metrics["bytes_per_image"] == pytest.approx((tmp_path / "cache.h5").stat().st_size / 4, abs=0.1)
-    assert metrics["images_per_s"] > 0 and metrics["wall_s"] >= 0
+    assert set(metrics) == {"img/s", "wall_s"} and metrics["img/s"] > 0 and metrics["wall_s"] >= 0
     first = (tmp_path / "labels-metrics.json").read_bytes()
     label(params, ["ensemble_labels.heads=[1]"])   # complete and current: neither file changes
     assert (tmp_path / "labels-metrics.json").read_bytes() == first
@@ -227,10 +225,11 @@ def test_missing_image_is_named_before_labelling(tmp_path):
     assert not (tmp_path / "cache.h5").exists()
 
 
-def test_unreadable_image_is_a_clear_error_not_a_worker_crash(tmp_path):
+@pytest.mark.parametrize("content, problem", [(b"not a png", "not a readable image"), (b"", "empty file")])
+def test_unreadable_image_is_a_clear_error_not_a_worker_crash(tmp_path, content, problem):
     samples, _ = make_project(tmp_path, n_train=3, n_test=0)
-    Path(samples[1].image).write_bytes(b"not a png")
-    with pytest.raises(LabelingError, match=r"SYN/001: .*1\.png: not a readable image"):
+    Path(samples[1].image).write_bytes(content)
+    with pytest.raises(LabelingError, match=rf"SYN/001: .*1\.png: {problem}"):
         label(tmp_path / "params.yaml", ["ensemble_labels.num_workers=1"])
     assert not (tmp_path / "cache.h5").exists()
 

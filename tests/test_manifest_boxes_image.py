@@ -46,6 +46,24 @@ def test_manifest_with_a_duplicate_key_is_refused_when_read(tmp_path):
         read_manifest(path, split="test")                          # whatever the reader keeps
 
 
+@pytest.mark.parametrize("reader", ["manifest", "boxes", "box json", "prepare report", "evaluate results"])
+def test_a_binary_file_or_a_folder_for_a_table_is_named(tmp_path, reader):
+    """A binary file (an image given as the manifest) or a folder: the reader's own error, not
+    Python's UnicodeDecodeError or IsADirectoryError."""
+    from pipeline.config import ConfigError
+    from pipeline.evaluation import read_protocol
+    from pipeline.report import read_metrics
+    read, error = {"manifest": (read_manifest, ManifestError), "boxes": (BX.read_boxes, BX.BoxFileError),
+                   "box json": (BX.read_box_json, BX.BoxFileError), "prepare report": (read_protocol, ConfigError),
+                   "evaluate results": (read_metrics, ConfigError)}[reader]
+    binary = tmp_path / "image.png"
+    binary.write_bytes(IM.encode_image(np.zeros((4, 4, 3), np.uint8)))
+    with pytest.raises(error, match=r"image\.png: not valid UTF-8 text \(byte \d+\)"):
+        read(binary)
+    with pytest.raises(error, match=f"{tmp_path}: cannot be read"):
+        read(tmp_path)
+
+
 def test_published_box_json_and_matching(tmp_path):
     path = tmp_path / "boxes.json"
     path.write_text(json.dumps({
@@ -105,6 +123,9 @@ def test_load_rgb_converts_once_and_names_bad_files(tmp_path):
         IM.load_rgb(tmp_path / "broken.jpg")
     with pytest.raises(IM.ImageError, match="missing.jpg: image file not found"):
         IM.load_rgb(tmp_path / "missing.jpg")
+    (tmp_path / "empty.jpg").write_bytes(b"")          # cv2.imdecode asserts on an empty buffer
+    with pytest.raises(IM.ImageError, match="empty.jpg: empty file"):
+        IM.load_rgb(tmp_path / "empty.jpg")
 
 
 def test_load_rgb_refuses_a_jpeg_and_a_png_cut_in_half(tmp_path):

@@ -31,7 +31,8 @@ def _params(tmp_path: Path, **prepare) -> Path:
     block = {"protocol": 1, "data_root": str(tmp_path / "data"),
              "box_files": {"BIWI": str(tmp_path / "data/boxes/BIWI.json")},
              "manifest": str(tmp_path / "out/manifest.csv"),
-             "report": str(tmp_path / "out/prepare-report.json"), **prepare}
+             "report": str(tmp_path / "out/prepare-report.json"), "metrics": str(tmp_path / "out/metrics.json"),
+             **prepare}
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"prepare": block}))
     return path
@@ -129,23 +130,26 @@ def test_box_file_in_another_layout_fails_through_run_stage_and_writes_nothing(t
     assert not (tmp_path / "out").exists()
 
 
-def test_truncated_images_are_refused_or_skipped_and_listed(tmp_path):
-    """Both formats cut in half, as a copy interrupted mid-file leaves them; the header is
-    intact, so only decoding the whole image finds them."""
+def test_truncated_or_empty_images_are_refused_or_skipped_and_listed(tmp_path):
+    """Both formats cut in half, as a copy interrupted mid-file leaves them (the header is
+    intact, so only decoding the whole image finds them), and a zero-byte file."""
     _dataset(tmp_path / "data")
     cut = [tmp_path / "data/AFLW2000/image00002.jpg", tmp_path / "data/BIWI/hpdb/01/frame_00003_rgb.png"]
     for path in cut:
         data = path.read_bytes()
         path.write_bytes(data[:len(data) // 2])
+    empty = tmp_path / "data/300W_LP/AFW_Flip/AFW_1_1_0.jpg"
+    empty.write_bytes(b"")
     params = _params(tmp_path, workers=2)
     result = _run_stage("prepare", "--params", str(params))
-    assert result.exit_code == 1 and str(cut[0]) in result.output and "truncated" in result.output
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert str(empty) in result.output and "empty file (0 bytes)" in result.output
     assert not (tmp_path / "out").exists()
     report = get_stage("prepare").run(params, ["prepare.on_bad=skip"])
-    for path, name in zip(cut, ("AFLW2000", "BIWI")):
+    for path, name, why in zip(cut + [empty], ("AFLW2000", "BIWI", "300W_LP"), (
+            "truncated JPEG (no end-of-image marker after its last scan)",
+            "not a readable image (corrupt or truncated)", "empty file (0 bytes)")):
         assert report["datasets"][name]["bad"] == 1
-        assert report["datasets"][name]["bad_files"] == [f"{path}: " + (
-            "truncated JPEG (no end-of-image marker after its last scan)" if name == "AFLW2000"
-            else "not a readable image (corrupt or truncated)")]
+        assert report["datasets"][name]["bad_files"] == [f"{path}: {why}"]
     keys = {s.key for s in read_manifest(tmp_path / "out/manifest.csv")}
-    assert keys == {"300W_LP/AFW/AFW_1_1_0", "300W_LP/AFW_Flip/AFW_1_1_0"}
+    assert keys == {"300W_LP/AFW/AFW_1_1_0"}

@@ -200,8 +200,11 @@ def test_bad_images_and_boxes_are_errors_naming_the_file(tmp_path):
     good = write_rgb(tmp_path / "good.png", np.zeros((32, 32, 3), np.uint8))
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
     samples = [
         sample("300W_LP/broken", broken, (1.0, 1.0, 20.0, 20.0)),
+        sample("300W_LP/empty", empty, (1.0, 1.0, 20.0, 20.0)),
         sample("300W_LP/empty-box", good, (20.0, 1.0, 10.0, 20.0)),
         sample("300W_LP/outside", good, (100.0, 100.0, 120.0, 120.0)),
         sample("300W_LP/fine", good, (1.0, 1.0, 20.0, 20.0)),
@@ -209,8 +212,8 @@ def test_bad_images_and_boxes_are_errors_naming_the_file(tmp_path):
     with pytest.raises(RelabelError) as err:
         relabel_samples(samples, config(backend="haar", workers=2))
     message = str(err.value)
-    assert "3 of 4 samples failed" in message
-    assert "broken.jpg: not a readable image" in message
+    assert "4 of 5 samples failed" in message
+    assert "broken.jpg: not a readable image" in message and "empty.jpg: empty file (0 bytes)" in message
     assert "300W_LP/empty-box" in message and "empty or invalid" in message
     assert "300W_LP/outside" in message and "good.png" in message and "outside the 32x32 image" in message
 

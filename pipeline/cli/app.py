@@ -22,13 +22,13 @@ def exits_on_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from ..config import ConfigError
-        from ..errors import PipelineError
+        from ..errors import PipelineError, user_message
         try:
             return command(*args, **kwargs)
         except ConfigError as exc:
-            typer.echo(f"config error: {exc}", err=True)
+            typer.echo(f"config error: {user_message(exc)}", err=True)
             raise typer.Exit(2)
         except PipelineError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {user_message(exc)}", err=True)
             raise typer.Exit(1)
     return wrapper

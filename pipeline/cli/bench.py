@@ -1,9 +1,9 @@
-"""``pipeline bench train|labeling|distill|kd-rotation|all``: thin wrappers over
+"""``pipeline bench train|labeling|distill|predict|detect|consistency|kd-rotation|all``: thin wrappers over
 :mod:`pipeline.benchmarks`; each prints a report of ratios measured side by side."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -80,10 +80,27 @@ def predict(checkpoint: Annotated[Path, typer.Argument(help="a student or teache
 @bench_app.command("detect")
 @exits_on_errors
 def detect(params: Params = Path("params.yaml"),
-           per_dataset: Annotated[int, typer.Option(help="test images per dataset (the first of the manifest)")] = 100):
-    """MTCNN vs Haar on the manifest's test images and skimage's astronaut: found, IoU, images/s (needs the deploy extra)."""
+           per_dataset: Annotated[int, typer.Option(help="test images per dataset (the first of the manifest)")] = 100,
+           lfw: Annotated[int, typer.Option(help="faces and non-faces of skimage's LFW subset (at most 100 each)")] = 100):
+    """MTCNN and Haar per score threshold: found and false faces on the manifest's test images, skimage's photos (a person or none) and LFW faces; images/s (needs the deploy extra)."""
     from ..benchmarks import detect as bench
-    typer.echo(bench.report(bench.run(params, per_dataset)))
+    typer.echo(bench.report(bench.run(params, per_dataset, lfw)))
+
+
+@bench_app.command("consistency")
+@exits_on_errors
+def consistency(inputs: Annotated[List[str], typer.Argument(help="photos and folders of photos (no labels needed)")],
+                model: Annotated[Path, typer.Option("--model", help="checkpoint (.pt) or exported ONNX file (.onnx)")],
+                angle: Annotated[float, typer.Option(help="in-plane turn t in degrees: the photo is turned by +t and -t")] = 15.0,
+                detector: Annotated[str, typer.Option(help="mtcnn or haar, as `pipeline predict`")] = "mtcnn",
+                min_score: Annotated[Optional[float], typer.Option(help="as `pipeline predict --min-score`")] = None,
+                threads: Threads = 0):
+    """Label-free checks on real photos: mean |deviation| per angle from the mirror rule and the in-plane rotation rule."""
+    from ..benchmarks import consistency as bench
+    from ..predict import PoseEstimator
+    _threads(threads)
+    estimator = PoseEstimator(model, detector=detector, min_score=min_score)
+    typer.echo(bench.report(bench.run(estimator, inputs, angle), f"{model} ({detector})"))
 
 
 @bench_app.command("kd-rotation")

@@ -34,12 +34,13 @@ def predict(inputs: Annotated[List[str], typer.Argument(help="images, folders, v
             matrix: Annotated[bool, typer.Option("--matrix", help="add the rotation matrix r00..r22 to each row")] = False,
             cube: Annotated[bool, typer.Option("--cube", help="annotate with a cube turned with the head instead of axes")] = False,
             detector: Annotated[str, typer.Option(help="mtcnn (pretrained, from the mtcnn wheel) or haar (OpenCV)")] = "mtcnn",
+            min_score: Annotated[Optional[float], typer.Option(help="score a face needs: mtcnn's face probability, haar's neighbours; default: the relabel stage's default (relabel.mtcnn.min_score, relabel.haar.min_neighbors)")] = None,
             batch_size: Annotated[int, typer.Option(help="faces per forward pass")] = 32,
             device: Annotated[str, typer.Option(help="cpu or cuda (checkpoints; ONNX runs on onnxruntime's CPU)")] = "cpu"):
     """Head pose of every face (MTCNN or Haar detector, crops as in training) in images, folders, videos or a camera."""
     from ..predict import PoseEstimator
     from ..predict_sources import predict_sources
 
-    estimator = PoseEstimator(model, detector=detector, device=device, batch_size=batch_size)
+    estimator = PoseEstimator(model, detector=detector, device=device, batch_size=batch_size, min_score=min_score)
     summary = predict_sources(estimator, inputs, out, annotate, matrix, cube)
     typer.echo(f"{out}: {summary.line()}")

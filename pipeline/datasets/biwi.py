@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import pose as posemod
+from ..files import read_text
 from ..manifest import Sample
 from .common import (BadItem, DatasetError, Record, find_images, checked_pose, image_size, make_key,
                      read_in_order)
@@ -27,12 +28,7 @@ def list_images(data_root: str | Path) -> list[Path]:
 
 def read_pose_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(3x3 rotation as stored, translation) from a ``_pose.txt`` file."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: pose file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: unreadable pose file ({exc})") from None
+    text = read_text(path, DatasetError, "pose file not found")
     rows = [line.split() for line in text.splitlines() if line.strip()]
     if len(rows) != 4 or any(len(r) != 3 for r in rows):
         raise DatasetError(f"{path}: malformed pose file: expected 3 rotation rows and 1 "

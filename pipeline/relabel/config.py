@@ -11,7 +11,7 @@ from ..config import FromPaths, Above, NonNegative, Positive, PositiveFloat, Pro
 @dataclass(frozen=True, kw_only=True)
 class HaarConfig:
     scale_factor: Annotated[float, Above(1)] = 1.1   # cv2.CascadeClassifier.detectMultiScale
-    min_neighbors: NonNegative = 5
+    min_neighbors: NonNegative = 5   # the score threshold: detections merged into a box, less itself
     min_size: Positive = 24        # smallest face side in pixels
 
 
@@ -26,6 +26,9 @@ class YuNetConfig:
 @dataclass(frozen=True, kw_only=True)
 class MtcnnConfig:
     min_face: Positive = 20        # smallest face side in pixels (the image pyramid's first scale)
+    # the score threshold: O-Net's face probability a box needs (published cascade: 0.8); chosen
+    # with `pipeline bench detect` (README "Use a trained network"): the astronaut's collar scores 0.83
+    min_score: Probability = 0.9
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -52,14 +52,20 @@ class HaarDetector:
             self._cascades = (_load_cascade(FRONTAL), _load_cascade(PROFILE))
         return self._cascades
 
-    def _run(self, cascade, gray: np.ndarray) -> list[Box]:
+    def _run(self, cascade, gray: np.ndarray) -> list[tuple[Box, int]]:
         c = self.config
-        found = cascade.detectMultiScale(gray, scaleFactor=c.scale_factor, minNeighbors=c.min_neighbors,
-                                         minSize=(c.min_size, c.min_size))
-        return [(float(x), float(y), float(x + w), float(y + h)) for x, y, w, h in found]
+        found, counts = cascade.detectMultiScale2(gray, scaleFactor=c.scale_factor, minNeighbors=c.min_neighbors,
+                                                  minSize=(c.min_size, c.min_size))
+        return [((float(x), float(y), float(x + w), float(y + h)), int(n) - 1) for (x, y, w, h), n in zip(found, counts)]
 
-    def detect(self, image: np.ndarray, sample: Sample) -> list[Box]:
+    def detect_scored(self, image: np.ndarray) -> list[tuple[Box, int]]:
+        """(box, neighbours): the detections the cascade merged into the box, less itself; a box
+        is kept with at least ``min_neighbors`` (OpenCV's rule), so that is its score threshold."""
         frontal, profile = self._ensure()
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        return (self._run(frontal, gray) + self._run(profile, gray)
-                + mirror_boxes(self._run(profile, np.ascontiguousarray(gray[:, ::-1])), gray.shape[1]))
+        mirrored = [(mirror_boxes([box], gray.shape[1])[0], n)
+                    for box, n in self._run(profile, np.ascontiguousarray(gray[:, ::-1]))]
+        return self._run(frontal, gray) + self._run(profile, gray) + mirrored
+
+    def detect(self, image: np.ndarray, sample: Sample) -> list[Box]:
+        return [box for box, _ in self.detect_scored(image)]

@@ -25,7 +25,7 @@ class MtcnnDetector:
     def _ensure(self):
         if self._net is None:
             from ..mtcnn import MTCNN
-            self._net = MTCNN(min_face=self.config.min_face)
+            self._net = MTCNN(min_face=self.config.min_face, min_score=self.config.min_score)
         return self._net
 
     def detect(self, image: np.ndarray, sample: Sample) -> list[Box]:

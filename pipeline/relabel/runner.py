@@ -221,7 +221,8 @@ def relabel(config: RelabelConfig) -> dict:
     report = build_report(outcomes, config)
     write_boxes(config.boxes, boxes_table(outcomes))
     write_json(config.report, report)
-    write_stage_metrics(config.metrics, report, ("samples", "detections", "fallbacks", "mean_iou"),
+    # `dvc metrics show`: the fallback boxes per dataset (their reasons and the IoUs: the report)
+    write_stage_metrics(config.metrics, {name: d["fallbacks"] for name, d in report["datasets"].items()},
                         time.perf_counter() - start)
     print(f"relabel ({config.backend}): {report['samples']} samples, {report['detections']} detected, "
           f"{report['fallbacks']} fallbacks, mean IoU {report['mean_iou']} -> {config.boxes}")

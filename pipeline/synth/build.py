@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -25,7 +24,7 @@ from ..config import (AtLeast, Fraction, InRange, NonNegative, NonNegativeFloat,
                       check_fields)
 from ..datasets import biwi
 from ..image import encode_image
-from ..files import atomic_write_bytes
+from ..files import atomic_folder, atomic_write_bytes
 from ..stage_metrics import write_stage_metrics
 from ..pose import flip_pose, in_range, rotation_from_pose
 from ..protocols import BIWI_TEST_SUBJECTS
@@ -211,48 +210,37 @@ def generate(cfg: SynthConfig) -> dict:
     """Write the synthetic dataset to ``cfg.out_dir``; returns counts and seconds."""
     start = time.perf_counter()
     out = Path(cfg.out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)   # leftovers of an interrupted run
-    tmp.mkdir(parents=True)
-    tasks = _tasks(cfg)
-    workers = cfg.workers or os.cpu_count() or 1
-    job = partial(_run_task, cfg=cfg, root=tmp)
-    records = []
-    with tqdm(total=len(tasks), desc="synth", unit="img") as bar:
-        if workers == 1:
-            _init_worker()
-            for task in tasks:
-                records += job(task)
-                bar.update()
-        else:
-            with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
-                for recs in pool.imap(job, tasks, chunksize=8):
-                    records += recs
+    with atomic_folder(out) as tmp:      # (leftovers of an interrupted run are removed first)
+        tasks = _tasks(cfg)
+        workers = cfg.workers or os.cpu_count() or 1
+        job = partial(_run_task, cfg=cfg, root=tmp)
+        records = []
+        with tqdm(total=len(tasks), desc="synth", unit="img") as bar:
+            if workers == 1:
+                _init_worker()
+                for task in tasks:
+                    records += job(task)
                     bar.update()
-    counts = {}
-    for dataset in _SET_CODES:
-        rows = [r for r in records if r[0] == dataset]
-        boxes = {rel: (box, kind) for _, rel, box, kind, _ in rows}
-        atomic_write_bytes(tmp / "boxes" / f"{dataset}.json", writers.box_json_bytes(boxes))
-        poses = np.array([r[4] for r in rows]).reshape(-1, 3)
-        counts[dataset] = {"images": len(rows), "out_of_range": int((~in_range(poses)).sum())}
-    counts["300W_LP"]["flipped"] = sum(1 for r in records if "_Flip/" in r[1])
-    content = {k: v for k, v in as_dict(cfg).items() if k not in ("out_dir", "workers", "metrics")}
-    summary = {"config": content, "counts": counts}   # only what determines the bytes
-    atomic_write_bytes(tmp / "synth.json", (json.dumps(summary, indent=1, sort_keys=True) + "\n").encode())
-    if records:
-        sheet = contact_sheet(tmp, cfg.contact_per_set)
-        atomic_write_bytes(tmp / "contact_sheet.png", encode_image(sheet))
-    old = out.with_name(out.name + ".old")
-    if out.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        out.rename(old)
-    tmp.rename(out)
-    if old.exists():
-        shutil.rmtree(old)
+            else:
+                with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+                    for recs in pool.imap(job, tasks, chunksize=8):
+                        records += recs
+                        bar.update()
+        counts = {}
+        for dataset in _SET_CODES:
+            rows = [r for r in records if r[0] == dataset]
+            boxes = {rel: (box, kind) for _, rel, box, kind, _ in rows}
+            atomic_write_bytes(tmp / "boxes" / f"{dataset}.json", writers.box_json_bytes(boxes))
+            poses = np.array([r[4] for r in rows]).reshape(-1, 3)
+            counts[dataset] = {"images": len(rows), "out_of_range": int((~in_range(poses)).sum())}
+        counts["300W_LP"]["flipped"] = sum(1 for r in records if "_Flip/" in r[1])
+        content = {k: v for k, v in as_dict(cfg).items() if k not in ("out_dir", "workers", "metrics")}
+        summary = {"config": content, "counts": counts}   # only what determines the bytes
+        atomic_write_bytes(tmp / "synth.json", (json.dumps(summary, indent=1, sort_keys=True) + "\n").encode())
+        if records:
+            sheet = contact_sheet(tmp, cfg.contact_per_set)
+            atomic_write_bytes(tmp / "contact_sheet.png", encode_image(sheet))
     result = {"out_dir": str(out), "counts": counts, "seconds": round(time.perf_counter() - start, 2)}
     if cfg.metrics is not None:
-        write_stage_metrics(cfg.metrics, result, ("counts.*.images",), result["seconds"])
+        write_stage_metrics(cfg.metrics, {name: c["images"] for name, c in counts.items()}, result["seconds"])
     return result
