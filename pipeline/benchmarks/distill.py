@@ -1,8 +1,10 @@
 """``pipeline bench distill``: student training images/s, in one run, with
 (a) the teacher cache (the distill stage's data path and eq. 7),
-(b) hard labels only (same crops and augmentation, CE of the bin-1 head),
-(c) the teacher's convolutional ensemble run online on every batch at the cache's (s, p):
-    the dataset builds each view's receptive field Z and the loss runs the A windows.
+(b) hard labels only: the control ``ce`` (the same replayed views, CE of the bin-1 head),
+(c) the teacher's convolutional ensemble run online on every batch at the cache's (s, p), on
+    views drawn afresh with the ``views`` block's flip, rotation and box jitter (what a user
+    without a cache would do): the dataset builds each view's receptive field Z and the loss
+    runs the A windows.
 Targets: a/b >= 0.95 (the cache costs next to nothing), a/c >= 10 at A = 49. The variants run
 interleaved ``repeats`` times; medians and the range of the per-round ratios are reported.
 
@@ -24,10 +26,10 @@ import torch
 from ..config import ConfigError, stage_config
 from ..data import PoseDataset, load_samples
 from ..distill import DistillDataset, open_student_cache
-from ..teachers import ENSEMBLE
+from ..teachers import ENSEMBLE, MethodConfig
 from ..ensemble import ensemble_distributions, num_windows
 from ..image import load_rgb, to_tensor
-from ..losses import distillation_loss, teacher_loss
+from ..losses import distillation_loss, hard_label_loss
 from ..files import file_sha256
 from ..labeling import EnsembleLabelsConfig
 from ..model import build_model, checkpoint_meta, load_checkpoint
@@ -88,15 +90,18 @@ def run(params: Path = Path("params.yaml"), steps: int = 20, online_steps: int =
     s, p = online_sp or (cache.meta.s, cache.meta.p)
     a_windows = num_windows(s, p)  # validates (s, p) before any timing
     teacher, _ = load_checkpoint(cfg.teacher)
+    v = cfg.views        # without a cache the views' pose augmentations are drawn afresh every step
+    online_augment = replace(cfg.augment, flip=v.flip, rotate=v.rotate, box_shift=v.box_shift, box_scale=v.box_scale)
     variants = {
         "a_cache": lambda: _timed_fit(cfg, backbone, lambda o, b: distillation_loss(o, b, cfg.w_cls),
                                       DistillDataset(samples, {ENSEMBLE: cache}, views, cfg.input_size, cfg.augment,
                                                      cfg.seed), workers),
-        "b_hard_labels": lambda: _timed_fit(cfg, backbone, teacher_loss,
-                                            PoseDataset(samples, cfg.input_size, cfg.augment, cfg.seed), workers),
+        "b_hard_labels": lambda: _timed_fit(cfg, backbone, hard_label_loss,
+                                            DistillDataset(samples, {}, views, cfg.input_size, cfg.augment, cfg.seed,
+                                                           method=MethodConfig(loss="ce")), workers),
         "c_online_teacher": lambda: _timed_fit(cfg, backbone, online_loss(teacher, s, p, cfg.w_cls),
                                                OnlineTeacherDataset(samples[: (online_steps + 1) * cfg.batch_size],
-                                                                    cfg.input_size, cfg.augment, cfg.seed, p), workers),
+                                                                    cfg.input_size, online_augment, cfg.seed, p), workers),
     }
     rates, images = {name: [] for name in variants}, {}
     for _ in range(repeats):                     # interleaved: a slow spell of the machine hits every variant
