@@ -145,13 +145,17 @@ def test_kd_row_is_the_mean_over_seeds_and_every_claim_has_an_interval(project):
     assert len(found[("KD-resnet18", "Base")]["per_seed_relative"]) == 2
 
 
-def test_two_teacher_rows_sit_beside_single_teacher_kd_with_their_claims(project):
-    root, _ = project
+def distill_more_and_evaluate(root, more: tuple[str, ...]) -> dict:
+    """Train the `more` methods beside the fixture's KD student (seed 0), then evaluate them all."""
     params = root / "params.yaml"
-    methods = ["distill.methods=[kd, odkd, kdloss]"]
-    for method in ("odkd", "kdloss"):
+    methods = [f"distill.methods=[kd, {', '.join(more)}]"]
+    for method in more:
         distill(stage_config("distill", DistillConfig, params, methods), Run("resnet18", method, 0))
-    metrics = evaluate(params, methods)
+    return evaluate(params, methods)
+
+
+def test_two_teacher_rows_sit_beside_single_teacher_kd_with_their_claims(project):
+    metrics = distill_more_and_evaluate(project[0], ("odkd", "kdloss"))
     table = metrics["test"]["SYNTEST"]
     assert set(table) == {"Base", "Ensemble", "KD-resnet18", "ODKD-resnet18", "KDLOSS-resnet18"}
     assert len({table[r]["mean"] for r in ("KD-resnet18", "ODKD-resnet18", "KDLOSS-resnet18")}) == 3
@@ -166,13 +170,9 @@ def test_two_teacher_rows_sit_beside_single_teacher_kd_with_their_claims(project
 
 def test_the_hard_label_control_is_a_row_every_taught_row_is_compared_with(project):
     root, _ = project
-    params = root / "params.yaml"
-    methods = ["distill.methods=[kd, ce, odkd]"]
-    for method in ("ce", "odkd"):
-        distill(stage_config("distill", DistillConfig, params, methods), Run("resnet18", method, 0))
+    metrics = distill_more_and_evaluate(root, ("ce", "odkd"))   # a control has no teacher: the provenance check lets it through
     control = load_checkpoint(root / "students" / "resnet18-ce-seed0.pt")[1]
     assert control["teacher_caches"] == {} and control["config"]["method_config"]["loss"] == "ce"
-    metrics = evaluate(params, methods)       # a control has no teacher: the provenance check lets it through
     table, claims = metrics["test"]["SYNTEST"], metrics["claims"]["SYNTEST"]
     assert "CE-resnet18" in table
     for row in ("KD-resnet18", "ODKD-resnet18"):   # KD < CE: what the teacher's labels add
